@@ -1,0 +1,13 @@
+"""(not yet implemented)"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("edgekit sweep: not implemented yet")

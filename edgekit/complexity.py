@@ -1,0 +1,110 @@
+"""Parameters and multiply-adds, counted the papers' way.
+
+The papers count multiply-adds of convolutions (including grouped, depthwise and the SE 1x1s) and fully-connected
+layers, and nothing else (not BN, activations, pooling or residual adds). ``torch.utils.flop_counter.FlopCounterMode``
+counts exactly those ops (conv + matmul/addmm) at 2 FLOPs per multiply-add, so MACs = FLOPs / 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import check_alpha, check_res
+from .registry import get_spec
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One top-level stage of the network (a child of the model, or of its ``features`` container)."""
+
+    name: str
+    params: int
+    macs: int
+    out_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    alpha: float
+    res: int
+    params: int
+    macs: int
+    input_shape: tuple[int, int, int, int]
+    num_classes: int
+    source: str
+    stages: tuple[StageInfo, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["stages"] = [asdict(s) for s in self.stages]
+        return data
+
+
+def _stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Top-level stages: the model's children, with Sequential ``features``-like containers expanded one level."""
+    out: list[tuple[str, nn.Module]] = []
+    for name, child in model.named_children():
+        if isinstance(child, nn.Sequential) and name in ("features", "stages", "blocks") and len(child) > 1:
+            out.extend((f"{name}.{sub}", grand) for sub, grand in child.named_children())
+        else:
+            out.append((name, child))
+    return out
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_complexity(model: nn.Module, res: int, *, with_stages: bool = True) -> tuple[int, int, list[StageInfo]]:
+    """(params, macs, per-stage breakdown) of ``model`` on one ``3 x res x res`` image."""
+    was_training = model.training
+    model.eval()
+    stages = _stages(model) if with_stages else []
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, n=name: shapes.__setitem__(n, tuple(out.shape)))
+        for name, module in stages
+    ]
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, res, res))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    total_macs = counter.get_total_flops() // 2
+    per_module = counter.get_flop_counts()
+    root = type(model).__name__
+    infos = []
+    for name, module in stages:
+        flops = sum(per_module.get(f"{root}.{name}", {}).values())
+        infos.append(StageInfo(name=name, params=count_params(module), macs=int(flops) // 2, out_shape=shapes.get(name, ())))
+    return count_params(model), int(total_macs), infos
+
+
+def info(name: str, *, alpha: float = 1.0, res: int | None = None, num_classes: int = 1000) -> ModelInfo:
+    """Params and multiply-adds of a registered model at width ``alpha`` and resolution ``res``."""
+    spec = get_spec(name)
+    alpha = check_alpha(alpha)
+    res = check_res(spec, res)
+    model = spec.builder(alpha, num_classes)  # weights do not change the counts: skip seeding
+    params, macs, stages = count_complexity(model, res)
+    return ModelInfo(
+        name=spec.name,
+        family=spec.family,
+        alpha=alpha,
+        res=res,
+        params=params,
+        macs=macs,
+        input_shape=(1, 3, res, res),
+        num_classes=num_classes,
+        source=spec.source,
+        stages=tuple(stages),
+    )

@@ -1,0 +1,187 @@
+"""Where a model's numbers come from: a fixed seed, torchvision's ImageNet weights, or a state_dict file.
+
+``weights=None`` gives a deterministic model whose BatchNorm layers carry non-trivial statistics: the running
+mean/var are calibrated on seeded noise (so activations stay well scaled even in EfficientNet-B7), then gamma/beta
+are drawn away from their identity defaults. Conv-BN folding and verification are therefore really exercised: a
+fold that ignored the statistics, or a verifier that compared identity BNs, would be caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import BadArgument, BadWeights
+from .registry import ModelSpec
+
+DEFAULT_SEED = 0
+_CALIBRATION_RES = 64
+_CALIBRATION_BATCH = 4
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """What a model was loaded from, as recorded in export metadata: ``kind`` is seed, imagenet or file."""
+
+    kind: str
+    seed: int | None = None
+    path: str | None = None
+    sha256: str | None = None
+    torchvision_name: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "seed":
+            return f"seed:{self.seed}"
+        if self.kind == "imagenet":
+            return f"imagenet:{self.torchvision_name}"
+        return f"file:{self.path}"
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def seed_model(model: nn.Module, seed: int = DEFAULT_SEED) -> None:
+    """Re-initialise ``model`` deterministically from ``seed`` and give every BatchNorm non-trivial statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.01)
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(bn.momentum, bn.training) for bn in bns]
+        was_training = model.training
+        model.eval()
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration batches
+            bn.train()
+        for _ in range(2):
+            model(torch.randn(_CALIBRATION_BATCH, 3, _CALIBRATION_RES, _CALIBRATION_RES, generator=gen))
+        for bn, (momentum, _) in zip(bns, saved):
+            bn.momentum = momentum
+            bn.eval()
+            bn.running_var.mul_(torch.empty_like(bn.running_var).uniform_(0.8, 1.25, generator=gen))
+            bn.running_mean.add_(torch.randn(bn.running_mean.shape, generator=gen) * 0.05)
+            bn.weight.copy_(torch.empty_like(bn.weight).uniform_(0.7, 1.3, generator=gen))
+            bn.bias.copy_(torch.randn(bn.bias.shape, generator=gen) * 0.1)
+        model.train(was_training)
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BadWeights(
+            f"{path} is not a state_dict (a dict of tensor names to tensors); save one with "
+            "torch.save(model.state_dict(), PATH)"
+        )
+    # Checkpoints saved from DataParallel / torch.compile carry a prefix; strip it so names line up.
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state_dict safely (``weights_only=True``: a pickle with code in it is refused, never run)."""
+    path = Path(path)
+    if not path.exists():
+        raise BadWeights(f"weights file {str(path)!r} does not exist; pass the path of a saved state_dict")
+    if path.is_dir():
+        raise BadWeights(f"weights path {str(path)!r} is a directory; pass the path of a saved state_dict file")
+    if path.stat().st_size == 0:
+        raise BadWeights(f"weights file {str(path)!r} is empty; pass a file written by torch.save(state_dict)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise BadWeights(
+                f"refused to load {str(path)!r}: it contains pickled Python objects, not only tensors "
+                "(loading it could run code); re-save it as torch.save(model.state_dict(), PATH)"
+            ) from None
+        raise BadWeights(
+            f"cannot read weights file {str(path)!r} ({first[:120]}); pass a file written by torch.save(state_dict)"
+        ) from None
+    return _unwrap_state_dict(obj, path)
+
+
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str, name: str, alpha: float) -> None:
+    """Strict load with an explanation of what does not match (first few keys of each kind)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {few(mismatched)}")
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {few(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {few(unexpected)}")
+    if problems:
+        raise BadWeights(
+            f"{what} does not match {name} at alpha {alpha:g}: {'; '.join(problems)}; "
+            "check the model name, --alpha and --num-classes the weights were trained with"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def load_imagenet_state_dict(spec: ModelSpec, alpha: float) -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's published ImageNet weights for ``spec`` at ``alpha`` (downloads through torch.hub)."""
+    from torchvision.models import get_model_weights
+
+    tv_name = spec.imagenet_weights_name(alpha)
+    if tv_name is None:
+        where = "alpha 1.0" if spec.torchvision_weights else "no alpha"
+        extra = sorted(spec.weights_alphas)
+        if extra:
+            where = "alpha " + "/".join(f"{a:g}" for a in extra)
+        raise BadWeights(
+            f"no published ImageNet weights for {spec.name} at alpha {alpha:g} (torchvision has them for {where}); "
+            "use weights=None (seeded) or pass a state_dict file with --weights PATH"
+        )
+    enum = get_model_weights(tv_name)
+    weights = enum.DEFAULT
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        raise BadWeights(
+            f"could not download ImageNet weights for {spec.name} ({type(exc).__name__}: {str(exc)[:80]}); "
+            f"download {weights.url} by hand and pass it with --weights PATH"
+        ) from None
+    return state, tv_name
+
+
+def check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise BadArgument(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
