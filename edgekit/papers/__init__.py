@@ -1,0 +1,50 @@
+"""The papers' published params and multiply-adds, row by row, with the source of each row.
+
+Used by tests/test_paper_tables.py (every row must be reproduced) and tools/paper_tables.py (side-by-side print).
+Numbers are kept as the strings the papers print, so the tolerance can follow the printed precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    model: str  # edgekit model name
+    alpha: float
+    res: int
+    macs_m: str  # millions of multiply-adds, exactly as printed ("569", "0.39" would be written "390")
+    params_m: str | None  # millions of parameters as printed, None where the table has no params column
+    source: str  # "MobileNetV1 (arXiv:1704.04861) Table 6"
+    #: "round": the paper rounds to its last printed digit; "truncate": it drops digits (TF-slim's table does:
+    #: its 0.35/96 row prints 11 for 11.9 M), so the true value lies in [printed, printed + 1 unit).
+    rounding: str = "round"
+    note: str = ""
+
+    @staticmethod
+    def unit(printed: str) -> float:
+        """Value of one unit of the last printed digit, e.g. '4.2' -> 0.1, '569' -> 1."""
+        return 10.0 ** -len(printed.split(".")[1]) if "." in printed else 1.0
+
+    def matches(self, printed: str | None, measured_m: float, rel_tol: float) -> bool:
+        """Within ``rel_tol`` relative, or within the printed precision (half a unit; [v, v+1u) if truncated)."""
+        if printed is None:
+            return True
+        value = float(printed)
+        unit = self.unit(printed)
+        if abs(measured_m - value) <= rel_tol * value:
+            return True
+        if self.rounding == "truncate":
+            return value <= measured_m < value + unit
+        return abs(measured_m - value) <= unit / 2 + 1e-9
+
+
+def all_rows() -> list[PaperRow]:
+    from . import efficientnet, mobilenet, shufflenet
+
+    return [*mobilenet.ROWS, *shufflenet.ROWS, *efficientnet.ROWS]
+
+
+MACS_REL_TOL = 0.025
+PARAMS_REL_TOL = 0.03

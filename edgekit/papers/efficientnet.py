@@ -1,0 +1,5 @@
+"""Published numbers (being written)."""
+
+from . import PaperRow
+
+ROWS: list[PaperRow] = []
