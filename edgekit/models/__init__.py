@@ -31,21 +31,21 @@ MAX_RES = 2048
 from . import mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, efficientnet  # noqa: E402,F401
 
 
-def parse_float(value: object, what: str) -> float:
-    if isinstance(value, bool):
-        raise BadArgument(f"{what} must be a number, got {value!r}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise BadArgument(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise BadArgument(f"{what} must be a finite number, got {value!r}")
-    return number
+def parse_float(value: object, what: str, example: str) -> float:
+    """``value`` as a finite float, or BadArgument naming ``what`` and an ``example`` of a good value."""
+    if not isinstance(value, bool):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    raise BadArgument(f"{what} must be a finite number, got {value!r}; pass e.g. {example}")
 
 
 def check_alpha(alpha: object) -> float:
     """Validate the width multiplier: a number in (0, MAX_ALPHA]."""
-    value = parse_float(alpha, "alpha (width multiplier)")
+    value = parse_float(alpha, "alpha (width multiplier)", "--alpha 0.75")
     if value <= 0:
         raise BadArgument(f"alpha (width multiplier) must be > 0, got {alpha!r}; typical values are 0.25-2.0")
     if value > MAX_ALPHA:
@@ -59,9 +59,9 @@ def check_res(spec: ModelSpec, res: object) -> int:
     """Validate the input resolution (pixels, square) for ``spec``; None means the published default."""
     if res is None:
         return spec.default_res
-    number = parse_float(res, "resolution")
+    number = parse_float(res, "resolution", f"--res {spec.default_res}")
     if number != int(number):
-        raise BadArgument(f"resolution must be a whole number of pixels, got {res!r}")
+        raise BadArgument(f"resolution must be a whole number of pixels, got {res!r}; pass e.g. --res {spec.default_res}")
     value = int(number)
     if value < spec.min_res:
         raise BadArgument(
