@@ -21,7 +21,12 @@ def test_the_tables_cover_every_family():
     assert all(r.source for r in ROWS)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.model}-a{r.alpha:g}-r{r.res}")
+def _row_id(row) -> str:
+    table = row.source.rsplit(")", 1)[-1].strip().split("(")[0].strip().replace(" ", "")
+    return f"{row.model}-a{row.alpha:g}-r{row.res}-{table or 'table'}"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_paper_row_is_reproduced(row):
     result = edgekit.info(row.model, alpha=row.alpha, res=row.res)
     macs_m = result.macs / 1e6
