@@ -24,6 +24,59 @@ def scale_channels(channels: int, alpha: float, divisor: int = 8, min_value: int
     return make_divisible(channels * alpha, divisor, min_value)
 
 
+def scale_grouped_channels(channels: int, alpha: float, groups: int, bottleneck_ratio: int = 4) -> int:
+    """ShuffleNetV1's width rule: ``channels * alpha`` rounded to a multiple of ``bottleneck_ratio * groups``.
+
+    A ShuffleNetV1 unit has a bottleneck of ``out / 4`` channels between two *grouped* pointwise convolutions and a
+    channel shuffle, so both ``out`` and ``out / 4`` must split into ``groups`` equal groups; the smallest step that
+    guarantees it is ``4 * groups``. Every width of the paper's Table 1 (144/200/240/272/384 and their doubles) is
+    already such a multiple, so at alpha 1.0 the table is reproduced exactly. Rounding is :func:`make_divisible`'s
+    (nearest, never below 90%), the same rule as the other families.
+    """
+    return make_divisible(channels * alpha, bottleneck_ratio * groups)
+
+
+def scale_channels_by_octave(channels: int, alpha: float, divisor: int = 1, min_value: int = 1) -> int:
+    """``channels * 2**floor(log2(alpha))``, at least ``min_value``, rounded to a multiple of ``divisor``.
+
+    The stem rule of the ShuffleNetV1 authors' reference code (megvii-model/ShuffleNet-Series): its 24-channel conv1
+    becomes 12/24/24/48 at 0.5x/1x/1.5x/2x, i.e. it is halved or doubled only at whole halvings or doublings of the
+    scale factor. Scaling it by alpha itself (36 at 1.5x) misses the paper's 292 MFLOPs for ShuffleNet 1.5x (g=3).
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    octave = 2.0 ** math.floor(math.log2(alpha))
+    return make_divisible(max(channels * octave, min_value), divisor)
+
+
+def interpolate_published_width(alpha: float, published: dict[float, int]) -> float:
+    """Width at ``alpha`` from widths published only at a few alphas (ShuffleNetV2's 0.5/1.0/1.5/2.0).
+
+    Piecewise linear between the published alphas, so the published models are reproduced exactly and the width is
+    monotone in alpha; below the smallest and above the largest published alpha it scales proportionally (through
+    zero) from the nearest published model, which is what the papers' "s x" multiplier means. Not rounded: pass
+    the result through :func:`make_divisible`.
+    """
+    if not published:
+        raise ValueError("no published widths to interpolate")
+    knots = sorted(published.items())
+    lowest_alpha, lowest_width = knots[0]
+    highest_alpha, highest_width = knots[-1]
+    if alpha <= lowest_alpha:
+        return lowest_width * alpha / lowest_alpha
+    if alpha >= highest_alpha:
+        return highest_width * alpha / highest_alpha
+    for (a0, w0), (a1, w1) in zip(knots, knots[1:]):
+        if a0 <= alpha <= a1:
+            return w0 + (w1 - w0) * (alpha - a0) / (a1 - a0)
+    raise AssertionError("unreachable: alpha lies between the knots")
+
+
+def scale_published_channels(alpha: float, published: dict[float, int], divisor: int = 4) -> int:
+    """:func:`interpolate_published_width` rounded by :func:`make_divisible` to a multiple of ``divisor``."""
+    return make_divisible(interpolate_published_width(alpha, published), divisor)
+
+
 def scale_depth(repeats: int, depth_coefficient: float) -> int:
     """EfficientNet's depth rule: ``ceil(repeats * d)``."""
     return int(math.ceil(repeats * depth_coefficient))
