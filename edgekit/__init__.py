@@ -7,9 +7,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .bench import BenchOptions, BenchReport, bench
 from .complexity import ModelInfo, info
 from .errors import EdgekitError
 from .models import build_model, get_model
 from .registry import list_models
 
-__all__ = ["__version__", "get_model", "build_model", "list_models", "info", "ModelInfo", "EdgekitError"]
+__all__ = [
+    "__version__",
+    "get_model",
+    "build_model",
+    "list_models",
+    "info",
+    "ModelInfo",
+    "EdgekitError",
+    "bench",
+    "BenchOptions",
+    "BenchReport",
+]
