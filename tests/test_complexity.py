@@ -48,12 +48,16 @@ def test_fully_connected_and_grouped_convs_are_counted():
     assert macs == (3 // 3) * 12 * 4 * 4 + 12 * 10  # pooling and the bias add are not multiply-adds
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2", "efficientnet_b0"])
-def test_matches_torchvision_at_alpha_one(name):
+@pytest.mark.parametrize(
+    "name, tv_name",
+    [("mobilenet_v2", "mobilenet_v2"), ("mobilenet_v3_large", "mobilenet_v3_large"),
+     ("shufflenet_v2", "shufflenet_v2_x1_0"), ("efficientnet_b0", "efficientnet_b0")],
+)
+def test_matches_torchvision_at_alpha_one(name, tv_name):
     import torchvision.models as tvm
 
     ours = edgekit.info(name)
-    reference = getattr(tvm, name)()
+    reference = getattr(tvm, tv_name)()
     params, macs, _ = count_complexity(reference, ours.res, with_stages=False)
     assert ours.params == params == sum(p.numel() for p in reference.parameters())
     assert ours.macs == macs

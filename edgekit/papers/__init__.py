@@ -56,9 +56,17 @@ class PaperRow:
 
 
 def all_rows() -> list[PaperRow]:
+    """Every published row we reproduce (tests/test_paper_tables.py holds each to the tolerance)."""
     from . import efficientnet, mobilenet, shufflenet
 
     return [*mobilenet.ROWS, *shufflenet.ROWS, *efficientnet.ROWS]
+
+
+def not_reproduced() -> list[PaperRow]:
+    """Published cells that no faithful build reproduces; each ``note`` gives our count ("ours X M") and why."""
+    from . import efficientnet, mobilenet, shufflenet
+
+    return [*mobilenet.NOT_REPRODUCED, *shufflenet.NOT_REPRODUCED, *efficientnet.NOT_REPRODUCED]
 
 
 MACS_REL_TOL = 0.025
