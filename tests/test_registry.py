@@ -69,15 +69,20 @@ RESOLUTIONS = (96, 160, 224)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 @torch.inference_mode()
 def test_every_model_builds_and_runs_at_several_alphas_and_resolutions(name):
-    """Completeness: each model at each alpha (rotating resolutions), and alpha 0.5 at every resolution."""
+    """Completeness: each model at each alpha (rotating resolutions), and alpha 0.5 at every resolution.
+
+    The wide EfficientNets (B3-B7 at alpha >= 1) run on the meta device: shapes are checked exactly, but no
+    seconds are spent initialising and multiplying 10-150 M parameters on a 2-core CI machine.
+    """
     spec = get_spec(name)
-    heavy = name in {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
+    heavy = name in {f"efficientnet_b{i}" for i in range(3, 8)}
     for i, alpha in enumerate(ALPHAS):
-        model = spec.builder(alpha, 10).eval()
+        device = "meta" if heavy and alpha >= 1.0 else "cpu"
+        with torch.device(device):
+            model = spec.builder(alpha, 10).eval()
         resolutions = RESOLUTIONS if alpha == 0.5 else (RESOLUTIONS[i % len(RESOLUTIONS)],)
-        if heavy and alpha >= 1.0:
-            resolutions = (96,)  # the widest EfficientNets at 224 px cost seconds each on 2 cores
         for res in resolutions:
-            out = model(torch.randn(1, 3, res, res))
+            out = model(torch.randn(1, 3, res, res, device=device))
             assert out.shape == (1, 10), (name, alpha, res)
-            assert torch.isfinite(out).all()
+            if device == "cpu":
+                assert torch.isfinite(out).all()
