@@ -349,6 +349,7 @@ class SystemInfo:
     platform: str
     python: str
     numpy_version: str
+    load_average: tuple[float, float, float] | None = None  # 1, 5, 15 minutes, read before the session was created
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -511,7 +512,17 @@ def ort_packages() -> str:
     return " + ".join(found) or f"onnxruntime {_ort().__version__} (no wheel metadata)"
 
 
-def system_info(providers: Sequence[str] = (), device_id: int = 0) -> SystemInfo:
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
+def system_info(
+    providers: Sequence[str] = (), device_id: int = 0, load: tuple[float, float, float] | None = None
+) -> SystemInfo:
     ort = _ort()
     uses_gpu = any(p in _GPU_PROVIDERS for p in providers)
     return SystemInfo(
@@ -524,6 +535,7 @@ def system_info(providers: Sequence[str] = (), device_id: int = 0) -> SystemInfo
         platform=f"{platform.system()} {platform.release()} {platform.machine()}",
         python=platform.python_version(),
         numpy_version=np.__version__,
+        load_average=load,
     )
 
 
@@ -1005,6 +1017,13 @@ def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressF
     notes: list[str] = []
 
     progress("session", 0, 1)
+    load = load_average()
+    cpus = len(_allowed_cpus())
+    if load is not None and load[0] >= 0.75 * cpus:
+        notes.append(
+            f"load average {load[0]:.2f} on {cpus} CPUs before the run: other processes compete for the cores, "
+            f"expect noisy numbers"
+        )
     rss_before = _rss_now_mib()
     t0 = time.perf_counter_ns()
     session = create_session(file, options, threads=threads)
@@ -1042,6 +1061,11 @@ def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressF
         runner, iters=options.iters, duration_s=options.duration_s, estimate_ns=estimate, phase="measure", progress=progress
     )
     stats = latency_stats(_ms(samples))
+    if stats.count > 1 and stats.std > 0.25 * stats.mean:
+        notes.append(
+            f"latency varies a lot (std {100 * stats.std / stats.mean:.0f}% of the mean): compare p50s, or rerun on "
+            f"a quieter machine, with fewer --threads or a longer --duration"
+        )
 
     copies: LatencyStats | None = None
     if runner.io_binding:
@@ -1106,7 +1130,7 @@ def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressF
         latency_with_copies_ms=copies,
         peak_rss_mib=_peak_rss_mib(),
         rss_before_session_mib=rss_before,
-        system=system_info(providers, options.device_id),
+        system=system_info(providers, options.device_id, load),
         torch=torch_result,
         notes=tuple(notes),
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
