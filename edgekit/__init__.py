@@ -12,6 +12,7 @@ from .complexity import ModelInfo, info
 from .errors import EdgekitError
 from .models import build_model, get_model
 from .registry import list_models
+from .verify import VerifyOptions, VerifyReport, verify
 
 __all__ = [
     "__version__",
@@ -24,4 +25,7 @@ __all__ = [
     "bench",
     "BenchOptions",
     "BenchReport",
+    "verify",
+    "VerifyOptions",
+    "VerifyReport",
 ]
