@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from .errors import BadArgument, BadWeights
-from .registry import ModelSpec
+from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 DEFAULT_SEED = 0
 _CALIBRATION_RES = 224  # stride-32 maps of 7x7: calibrating at 64 px (2x2 maps, mostly padding) under-sizes the late BNs
@@ -80,8 +80,14 @@ def seed_model(model: nn.Module, seed: int = DEFAULT_SEED) -> None:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the calibration batches
             bn.train()
-        for _ in range(2):
-            model(torch.randn(_CALIBRATION_BATCH, 3, _CALIBRATION_RES, _CALIBRATION_RES, generator=gen))
+        # Calibrate on the inputs the model will be fed: standard normal and image-like (uniform [0,1] pixels,
+        # then ImageNet mean/std). Random deep nets in eval mode are very sensitive to the input distribution
+        # (MobileNetV3 logits grow 40x for inputs 1.26x wider than the calibration noise), so both are covered.
+        shape = (_CALIBRATION_BATCH, 3, _CALIBRATION_RES, _CALIBRATION_RES)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        model(torch.randn(shape, generator=gen))
+        model((torch.rand(shape, generator=gen) - mean) / std)
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
             bn.eval()
