@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 from .bench import BenchOptions, BenchReport, bench
 from .complexity import ModelInfo, info
 from .errors import EdgekitError
+from .export import ExportOptions, ExportResult, export
+from .fuse import FuseReport, fuse
 from .models import build_model, get_model
 from .registry import list_models
 from .verify import VerifyOptions, VerifyReport, verify
@@ -22,6 +24,11 @@ __all__ = [
     "info",
     "ModelInfo",
     "EdgekitError",
+    "fuse",
+    "FuseReport",
+    "export",
+    "ExportOptions",
+    "ExportResult",
     "bench",
     "BenchOptions",
     "BenchReport",

@@ -1,0 +1,557 @@
+"""Export: build -> fuse Conv-BN -> TorchScript / ONNX / pt2 -> self-check -> manifest, written atomically.
+
+A table of formats (name, suffix, writer) with one small function per format, Ultralytics style. Every artifact is
+written into a staging folder inside the destination and moved into place only when the whole export, self-check
+included, has succeeded; the moves happen under a lock (two exports to one folder never interleave) with SIGINT
+held back, so an interrupted or failed export leaves the folder exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import __version__
+from .errors import BadArgument, EdgekitError, ExportFailed
+from .fuse import FuseReport, fuse
+from .metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
+
+MANIFEST = "manifest.json"
+STAGING_PREFIX = ".edgekit-staging-"
+#: Self-check tolerance on logits (max abs difference vs the unfused eager reference); the full checker is verify.
+SELF_CHECK_ATOL = 1e-4
+SELF_CHECK_RTOL = 1e-4
+
+
+# --- options and results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how; validated once, here."""
+
+    formats: tuple[str, ...] = ("onnx", "torchscript")
+    opset: int | None = None  # None: the exporter's default (>= 18)
+    dynamic_batch: bool = False
+    simplify: bool = True
+    verify: bool = True  # the self-check; a failing check fails the export
+    weights: str | None = None  # None (seeded), "imagenet", or a state_dict path
+    num_classes: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        formats = self.formats
+        if isinstance(formats, str):
+            formats = tuple(f for f in formats.split(",") if f.strip())
+        formats = tuple(dict.fromkeys(str(f).strip().lower() for f in formats))
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown or not formats:
+            raise BadArgument(
+                f"unknown export format {', '.join(map(repr, unknown)) or '(none given)'}; "
+                f"choose from {','.join(FORMATS)} (e.g. --format onnx,torchscript)"
+            )
+        object.__setattr__(self, "formats", formats)
+        if self.opset is not None:
+            try:
+                opset = int(self.opset)
+            except (TypeError, ValueError):
+                raise BadArgument(f"opset must be an integer, got {self.opset!r}; e.g. --opset 18") from None
+            if not 18 <= opset <= _max_opset():
+                raise BadArgument(
+                    f"opset {opset} is not supported by the ONNX exporter; use 18..{_max_opset()} or leave --opset out"
+                )
+            object.__setattr__(self, "opset", opset)
+        if self.weights is not None:
+            object.__setattr__(self, "weights", str(self.weights))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _max_opset() -> int:
+    import onnx.defs
+
+    return min(onnx.defs.onnx_opset_version(), 23)
+
+
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    file: str
+    format: str
+    batch: int
+    max_abs_err: float
+    max_ref: float
+    ok: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    files: dict[str, Path]  # format -> path (the manifest under "manifest")
+    stages: tuple[StageTime, ...]
+    fuse_report: FuseReport
+    checks: tuple[CheckResult, ...]
+    manifest: dict = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return self.manifest
+
+
+# --- the format table -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a format writer gets: the fused model, an example input, the metadata and where to write."""
+
+    fused: nn.Module
+    example: torch.Tensor
+    metadata: Metadata
+    dynamic_batch: bool
+    opset: int | None
+    simplify: bool
+    report: Callable[[StageTime], None]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    write: Callable[[_Job, Path], dict]  # returns details for the manifest
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters are chatty (progress prints, deprecation and tracer warnings): users see our stage lines."""
+    sink = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _write_torchscript(job: _Job, path: Path) -> dict:
+    # TorchScript is deprecated upstream (torch.export / pt2 is its successor) but it is still what many mobile
+    # runtimes load; trace + freeze gives a self-contained module that reloads with torch.jit.load.
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(job.fused, job.example, check_trace=False)
+        frozen = torch.jit.freeze(traced.eval())
+        torch.jit.save(frozen, str(path), _extra_files={TORCHSCRIPT_EXTRA_FILE: job.metadata.to_json()})
+    return {}
+
+
+def _write_pt2(job: _Job, path: Path) -> dict:
+    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if job.dynamic_batch else None
+    with _quiet(), torch.no_grad():
+        program = torch.export.export(job.fused, (job.example,), dynamic_shapes=_dynamic_for(job.fused, dynamic))
+        torch.export.save(program, str(path), extra_files={TORCHSCRIPT_EXTRA_FILE: job.metadata.to_json()})
+    return {}
+
+
+def _dynamic_for(model: nn.Module, dynamic: dict | None) -> dict | None:
+    """dynamic_shapes keyed by the name of the model's forward argument (``x`` for torchvision models)."""
+    if dynamic is None:
+        return None
+    import inspect
+
+    params = [p for p in inspect.signature(model.forward).parameters if p != "self"]
+    return {params[0]: dynamic["x"]}
+
+
+def _write_onnx(job: _Job, path: Path) -> dict:
+    import onnx
+
+    started = time.perf_counter()
+    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if job.dynamic_batch else None
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(
+            job.fused,
+            (job.example,),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=[job.metadata.input_name],
+            output_names=[job.metadata.output_name],
+            opset_version=job.opset,
+            dynamic_shapes=_dynamic_for(job.fused, dynamic),
+            optimize=True,
+        )
+    model = onnx.load(str(path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    onnx.checker.check_model(model, full_check=True)
+    job.report(StageTime("onnx", time.perf_counter() - started, f"opset {opset}, {len(model.graph.node)} nodes"))
+
+    details: dict = {"opset": opset, "nodes_exported": len(model.graph.node)}
+    if job.simplify:
+        started = time.perf_counter()
+        model, outcome = _simplify(model, job)
+        details["simplify"] = outcome
+        job.report(StageTime("simplify", time.perf_counter() - started, outcome))
+    bn = sum(n.op_type == "BatchNormalization" for n in model.graph.node)
+    if bn:
+        raise ExportFailed(f"{bn} BatchNormalization nodes survived fusion in the ONNX graph; please report this model")
+    metadata = replace(job.metadata, opset=opset)
+    del model.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    details["nodes"] = len(model.graph.node)
+    return details
+
+
+def _simplify(model, job: _Job):  # -> (ModelProto, str)
+    """onnxsim, re-checked; a simplification that fails or changes nothing is reported, never fatal."""
+    import onnx
+    import onnxsim
+
+    before = len(model.graph.node)
+    shape = [1, *job.example.shape[1:]]
+    try:
+        with _quiet():
+            simplified, ok = onnxsim.simplify(model, test_input_shapes={job.metadata.input_name: shape})
+        if not ok:
+            return model, "skipped: onnxsim's own check failed, kept the exported graph"
+        onnx.checker.check_model(simplified, full_check=True)
+    except Exception as exc:  # onnxsim raises many types; a failed optimisation must not fail the export
+        return model, f"skipped: onnxsim failed ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''})"
+    after = len(simplified.graph.node)
+    if after == before:
+        return simplified, f"no change ({before} nodes)"
+    return simplified, f"{before} -> {after} nodes"
+
+
+FORMATS: dict[str, Format] = {
+    "onnx": Format("onnx", ".onnx", _write_onnx),
+    "torchscript": Format("torchscript", ".pt", _write_torchscript),
+    "pt2": Format("pt2", ".pt2", _write_pt2),
+}
+
+
+# --- self-check ---------------------------------------------------------------------------------------------------
+
+
+def _run_artifact(fmt: str, path: Path, x: np.ndarray, metadata: Metadata) -> np.ndarray:
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {metadata.input_name: x})[0]
+    with _quiet(), torch.no_grad():
+        if fmt == "torchscript":
+            module = torch.jit.load(str(path))
+        else:
+            module = torch.export.load(str(path)).module()
+        return module(torch.from_numpy(x)).numpy()
+
+
+def self_check(
+    files: dict[str, Path], reference: nn.Module, metadata: Metadata, batches: tuple[int, ...]
+) -> tuple[CheckResult, ...]:
+    """Run each artifact once against the unfused eager reference on a seeded image-like input.
+
+    The full, statistical checker is ``edgekit verify``; this is the quick proof that what was written runs and
+    computes the same function.
+    """
+    results = []
+    gen = np.random.default_rng(0)
+    mean = np.asarray(metadata.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(metadata.std, dtype=np.float32).reshape(1, 3, 1, 1)
+    for batch in batches:
+        x = ((gen.random((batch, 3, metadata.res, metadata.res), dtype=np.float32) - mean) / std).astype(np.float32)
+        with torch.no_grad():
+            ref = reference(torch.from_numpy(x)).numpy()
+        peak = float(np.abs(ref).max())
+        for fmt, path in files.items():
+            out = _run_artifact(fmt, path, x, metadata)
+            err = float(np.abs(out - ref).max()) if out.shape == ref.shape else float("inf")
+            ok = err <= SELF_CHECK_ATOL + SELF_CHECK_RTOL * peak
+            results.append(CheckResult(path.name, fmt, batch, err, peak, ok))
+    return tuple(results)
+
+
+# --- atomic writes ------------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prepare_out_dir(out_dir: Path) -> bool:
+    """Create ``out_dir`` if needed (returns True when we created it) or explain why it cannot be used."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadArgument(f"output path {str(out_dir)!r} is a file, not a folder; choose another --out")
+    manifest = out_dir / MANIFEST
+    if manifest.exists():
+        try:
+            ours = json.loads(manifest.read_text()).get("generator", "").startswith("edgekit")
+        except (ValueError, OSError, AttributeError):
+            ours = False
+        if not ours:
+            raise BadArgument(
+                f"{str(out_dir)!r} already holds a {MANIFEST} that edgekit did not write; choose another --out"
+            )
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=STAGING_PREFIX, delete=True)
+        probe.close()
+    except OSError as exc:
+        raise ExportFailed(
+            f"cannot write to output folder {str(out_dir)!r} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+    return created
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive POSIX lock on the output folder itself while files are moved into place (no lock file left)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: renames are still atomic one by one
+        yield
+        return
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while files are renamed into place, so a Ctrl-C cannot leave a mixed set."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+def _commit(staging: Path, out_dir: Path, names: list[str]) -> None:
+    """Move staged files into place, manifest last: the manifest always describes a complete set."""
+    with _folder_lock(out_dir), _no_interrupt():
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+
+
+# --- the main entry point -----------------------------------------------------------------------------------------
+
+
+def default_out_dir(name: str, alpha: float, res: int) -> Path:
+    return Path("exports") / stem_for(name, alpha, res)
+
+
+def stem_for(name: str, alpha: float, res: int) -> str:
+    return f"{name}_a{alpha:g}_r{res}"
+
+
+def export(
+    name_or_module: str | nn.Module,
+    *,
+    alpha: float = 1.0,
+    res: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+    options: ExportOptions | None = None,
+    on_progress: Callable[[StageTime], None] | None = None,
+) -> ExportResult:
+    """Build (or take) a model, fold Conv-BN, write every requested format, self-check, write the manifest.
+
+    Nothing is left behind on failure: files appear in ``out_dir`` only when everything succeeded.
+    """
+    from .complexity import count_complexity
+    from .guards import check_memory
+    from .models import build_model, check_alpha, check_res
+    from .registry import get_spec
+
+    options = options or ExportOptions()
+    stages: list[StageTime] = []
+
+    def report(stage: StageTime) -> None:
+        stages.append(stage)
+        if on_progress is not None:
+            on_progress(stage)
+
+    total_started = time.perf_counter()
+    started = time.perf_counter()
+    if isinstance(name_or_module, nn.Module):
+        if res is None:
+            raise BadArgument("exporting a module needs res=<pixels>")
+        reference = name_or_module.eval()
+        name = type(reference).__name__.lower()
+        alpha = check_alpha(alpha)
+        res = int(res)
+        mean, std = Metadata.__dataclass_fields__["mean"].default, Metadata.__dataclass_fields__["std"].default
+        weights_desc, seed, weights_sha = "module", None, None
+        params, macs, _ = count_complexity(reference, res, with_stages=False)
+    else:
+        spec = get_spec(name_or_module)
+        name = spec.name
+        alpha = check_alpha(alpha)
+        res = check_res(spec, res)
+        check_memory(name, alpha, res, 2 if options.dynamic_batch else 1, what=f"exporting {name}")
+        mean, std = spec.mean, spec.std
+        reference, source = build_model(
+            name, alpha=alpha, num_classes=options.num_classes, weights=options.weights, seed=options.seed
+        )
+        weights_desc, seed, weights_sha = source.describe(), source.seed, source.sha256
+        from .complexity import info
+
+        model_info = info(name, alpha=alpha, res=res, num_classes=options.num_classes)
+        params, macs = model_info.params, model_info.macs
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(name, alpha, res)
+    stem = stem_for(name, alpha, res)
+    created = _prepare_out_dir(out_dir)
+    report(StageTime("build", time.perf_counter() - started, f"{name} alpha {alpha:g} res {res}, weights {weights_desc}"))
+
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        started = time.perf_counter()
+        fused, fuse_report = fuse(reference, res=res)
+        report(StageTime("fuse", time.perf_counter() - started, fuse_report.describe()))
+
+        batch = 2 if options.dynamic_batch else 1  # batch 2: torch.export specialises an example batch of 1
+        example = torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(0))
+        import onnx
+
+        metadata = Metadata(
+            model=name,
+            alpha=alpha,
+            res=res,
+            num_classes=options.num_classes,
+            weights=weights_desc,
+            seed=seed,
+            weights_sha256=weights_sha,
+            input_shape=("batch" if options.dynamic_batch else 1, 3, res, res),
+            dynamic_batch=options.dynamic_batch,
+            mean=tuple(mean),
+            std=tuple(std),
+            params=params,
+            macs=macs,
+            bn_folded=fuse_report.bn_folded,
+            edgekit_version=__version__,
+            torch_version=torch.__version__,
+            onnx_version=onnx.__version__,
+        )
+        job = _Job(fused, example, metadata, options.dynamic_batch, options.opset, options.simplify, report)
+        written: dict[str, Path] = {}
+        details: dict[str, dict] = {}
+        for fmt in options.formats:
+            started = time.perf_counter()
+            spec_fmt = FORMATS[fmt]
+            path = staging / f"{stem}{spec_fmt.suffix}"
+            try:
+                details[fmt] = spec_fmt.write(job, path)
+            except EdgekitError:
+                raise
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+                raise ExportFailed(f"{fmt} export of {name} failed: {first}; try --format without {fmt}") from exc
+            written[fmt] = path
+            if fmt != "onnx":  # the ONNX writer reports its own stages (onnx, simplify)
+                report(StageTime(fmt, time.perf_counter() - started, path.name))
+
+        checks: tuple[CheckResult, ...] = ()
+        if options.verify:
+            started = time.perf_counter()
+            checks = self_check(written, reference, metadata, (1, 4) if options.dynamic_batch else (1,))
+            worst = max(checks, key=lambda c: c.max_abs_err)
+            report(StageTime("check", time.perf_counter() - started,
+                             f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: worst max|err| {worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})"))
+            failed = [c for c in checks if not c.ok]
+            if failed:
+                c = failed[0]
+                raise ExportFailed(
+                    f"self-check failed: {c.format} differs from PyTorch by {c.max_abs_err:.3g} at batch {c.batch} "
+                    f"(allowed {SELF_CHECK_ATOL + SELF_CHECK_RTOL * c.max_ref:.2g}); nothing was written"
+                )
+
+        manifest = {
+            "generator": f"edgekit {__version__}",
+            "model": name,
+            "alpha": alpha,
+            "res": res,
+            "num_classes": options.num_classes,
+            "input": {"name": metadata.input_name, "shape": list(metadata.input_shape), "layout": "NCHW",
+                      "mean": list(mean), "std": list(std)},
+            "weights": weights_desc,
+            "seed": seed,
+            "params": params,
+            "macs": macs,
+            "files": [
+                {"format": fmt, "name": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p), **details.get(fmt, {})}
+                for fmt, p in written.items()
+            ],
+            "fusion": fuse_report.to_dict(),
+            "checks": [c.to_dict() for c in checks],
+            "options": options.to_dict(),
+            "stages": [{"name": s.name, "seconds": round(s.seconds, 3), "detail": s.detail} for s in stages],
+            "total_seconds": round(time.perf_counter() - total_started, 3),
+            "versions": {"edgekit": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                         "onnxruntime": _ort_version(), "python": platform.python_version()},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        names = [p.name for p in written.values()] + [MANIFEST]
+        _commit(staging, out_dir, names)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    files = {fmt: out_dir / p.name for fmt, p in written.items()}
+    files["manifest"] = out_dir / MANIFEST
+    return ExportResult(out_dir, files, tuple(stages), fuse_report, checks, manifest)
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return "not installed"
