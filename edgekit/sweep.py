@@ -165,44 +165,18 @@ class SweepResult:
 
 
 def _default_exporter(name: str, alpha: float, res: int, folder: Path, weights: str | None) -> Path:
-    try:
-        from .export import ExportOptions, export
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.export":
-            raise
-        raise EdgekitError("this edgekit has no export module (edgekit.export); the sweep needs it") from None
+    """edgekit.export, ONNX only and without the self-check: the sweep measures speed (`edgekit verify` and the
+    export's own tests check numerics), and the check would add about a third to each point's export time."""
+    from .export import ExportOptions, export
 
-    result = export(name, alpha=alpha, res=res, out_dir=folder, options=ExportOptions(**_export_kwargs(weights)))
-    return _onnx_path(result, folder)
+    result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options(weights))
+    return Path(result.files["onnx"])
 
 
-def _export_kwargs(weights: str | None) -> dict[str, Any]:
-    """ONNX only, and no self-check: the sweep measures speed; `edgekit verify` checks numerics."""
-    from dataclasses import fields
-
+def export_options(weights: str | None = None) -> Any:
     from .export import ExportOptions
 
-    known = {f.name for f in fields(ExportOptions)}
-    wanted: dict[str, Any] = {"formats": ("onnx",), "verify": False, "weights": weights}
-    return {k: v for k, v in wanted.items() if k in known and (k != "weights" or v is not None)}
-
-
-def _onnx_path(result: Any, folder: Path) -> Path:
-    for attr in ("onnx", "onnx_path"):
-        value = getattr(result, attr, None)
-        if value:
-            return Path(value)
-    files = getattr(result, "files", None) or getattr(result, "paths", None) or ()
-    if isinstance(files, dict):
-        files = files.values()
-    for item in files:
-        path = Path(getattr(item, "path", item))
-        if path.suffix == ".onnx":
-            return path
-    found = sorted(folder.rglob("*.onnx"))
-    if len(found) == 1:
-        return found[0]
-    raise EdgekitError(f"the export into {folder} did not produce one .onnx file")
+    return ExportOptions(formats=("onnx",), verify=False, weights=weights)
 
 
 def require_matplotlib() -> Any:

@@ -193,3 +193,22 @@ def test_cli_bad_input_is_one_line(argv, code, needle, capsys, tmp_path):
     _, err = capsys.readouterr()
     assert got == code and len(err.strip().splitlines()) == 1 and needle in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_sweep_with_the_real_export(capsys, tmp_path):
+    """One point through `edgekit sweep` and edgekit.export itself (the other tests use a faster exporter)."""
+    capsys.readouterr()
+    code = cli_main([
+        "sweep", "mobilenet_v2", "--alphas", "0.25", "--res", "32", "--threads", "1", "--warmup", "0", "--iters", "2",
+        "--out", str(tmp_path / "out"), "--keep-onnx", str(tmp_path / "onnx"),
+    ])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "[1/1] alpha 0.25 res 32" in err and "front" in out and "mobilenet_v2_cpu_b1_sweep.csv" in out
+    (row,) = list(csv.DictReader((tmp_path / "out" / "mobilenet_v2_cpu_b1_sweep.csv").open()))
+    assert row["pareto"] == "1" and float(row["p50_ms"]) > 0 and int(row["macs"]) > 0
+    exported = onnx.load(row["onnx"])
+    props = {p.key: p.value for p in exported.metadata_props}
+    assert props["edgekit.model"] == "mobilenet_v2" and float(props["edgekit.alpha"]) == 0.25
+    assert not any(n.op_type == "BatchNormalization" for n in exported.graph.node)  # the fused export was timed
+    assert (tmp_path / "out" / "mobilenet_v2_cpu_b1_sweep.png").is_file()

@@ -26,47 +26,18 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 
 def _export(name: str, alpha: float, res: int, folder: Path) -> tuple[Path, str]:
-    """edgekit.export (fused, simplified, with metadata); a plain torch.onnx.export when the export API is absent."""
-    try:
-        from edgekit.export import ExportOptions, export
-    except ModuleNotFoundError:
-        return _plain_export(name, alpha, res, folder), "plain torch.onnx.export (edgekit.export not available)"
-    from edgekit.sweep import _export_kwargs, _onnx_path
+    """The main job's export: edgekit.export (Conv-BN fused, simplified, with metadata), ONNX only."""
+    from edgekit.export import export
+    from edgekit.sweep import export_options
 
-    result = export(name, alpha=alpha, res=res, out_dir=folder, options=ExportOptions(**_export_kwargs(None)))
-    return _onnx_path(result, folder), "edgekit.export (Conv-BN fused)"
-
-
-def _plain_export(name: str, alpha: float, res: int, folder: Path) -> Path:
-    import onnx
-    import torch
-
-    import edgekit
-    from edgekit.complexity import count_complexity
-    from edgekit.metadata import Metadata
-
-    model, source = edgekit.build_model(name, alpha=alpha)
-    path = folder / f"{name}_a{alpha:g}_r{res}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, 3, res, res),), str(path), dynamo=True, external_data=False,
-                          input_names=["input"], output_names=["logits"], verbose=False)  # fmt: skip
-    params, macs, _ = count_complexity(model, res, with_stages=False)
-    meta = Metadata(model=name, alpha=alpha, res=res, num_classes=1000, weights=source.describe(), seed=source.seed,
-                    input_shape=(1, 3, res, res), params=params, macs=macs, fused=False)  # fmt: skip
-    proto = onnx.load(path)
-    for key, value in meta.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, path)
-    return path
+    result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options())
+    return Path(result.files["onnx"]), "edgekit.export, Conv-BN fused"
 
 
 def bare_loop_p50(path: Path, threads: int, warmup: int, iters: int) -> tuple[float, float]:
