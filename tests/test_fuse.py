@@ -64,7 +64,7 @@ def test_fused_sequential_computes_the_same_function():
         bn.running_var.uniform_(0.5, 2)
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-1, 1)
-    seq = nn.Sequential(conv, bn)
+    seq = nn.Sequential(conv, bn).eval()
     fused, report = fuse(seq, res=16)
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
