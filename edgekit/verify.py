@@ -1015,6 +1015,26 @@ def _reference_spec(options: VerifyOptions, candidate: _Model, path: Path) -> _R
     return _ReferenceSpec(spec.name, alpha, res, int(num_classes), weights, int(seed), source)
 
 
+def _given_reference_spec(options: VerifyOptions, candidate: _Model, path: Path) -> _ReferenceSpec:
+    """The caller passed the reference module (export's self-check): describe it from the metadata / flags."""
+    meta = candidate.metadata
+    res = options.res or (meta.res if meta is not None else None)
+    shape = candidate.input_shape
+    if res is None and shape is not None and len(shape) == 4 and isinstance(shape[2], int):
+        res = shape[2]
+    if res is None:
+        raise BadArgument(f"pass res for {path.name}: its input size is neither in the file nor in its metadata")
+    return _ReferenceSpec(
+        model=options.model or (meta.model if meta is not None else "module"),
+        alpha=options.alpha or (meta.alpha if meta is not None else 1.0),
+        res=int(res),
+        num_classes=options.num_classes or (meta.num_classes if meta is not None else 1000),
+        weights=None,
+        seed=0,
+        source="caller",
+    )
+
+
 def _describe_reference(ref: _ReferenceSpec) -> str:
     if ref.weights is None:
         weights = f"seed:{ref.seed}"
@@ -1504,18 +1524,20 @@ def _localize_onnx(candidate: _OnnxModel, layers: list[_CandLayer], module: nn.M
             "activations, the graph's output)",
             tuple(results),
         )
-    detail = _divergence_detail(first, first_layer, module, trace, results, bn=trace.bn_of.get(first.module))
+    agreeing = sum(1 for r in results[: results.index(first)] if not r.diverged)
+    detail = _divergence_detail(first, first_layer, module, trace, agreeing, last_ok, bn=trace.bn_of.get(first.module))
     return Divergence("activations", first.module, first.module_type, first.rel_err, last_ok, len(results),
                       unmapped, detail, tuple(results))
 
 
 def _divergence_detail(first: LayerError, layer: _CandLayer, module: nn.Module, trace: _Trace,
-                       results: list[LayerError], bn: str | None) -> str:
+                       agreeing: int, last_ok: str | None, bn: str | None) -> str:
     where = f"{first.module} ({first.module_type}{' + ' + bn + ' folded' if bn else ''})"
-    rel = "shape differs" if not math.isfinite(first.rel_err) else f"output error {first.rel_err:.2e} of its peak"
+    rel = "its output has another shape" if not math.isfinite(first.rel_err) else \
+        f"output error {first.rel_err:.2e} of its peak"
     text = f"first diverging layer: {where}, {rel}"
-    if results and results[0].module != first.module:
-        text += f"; the {sum(1 for r in results if not r.diverged and results.index(r) < results.index(first))} layers before it agree"
+    if last_ok is not None:
+        text += f"; the {agreeing} layers before it agree (last: {last_ok})"
     if layer.weight is not None:
         wrel, n_diff, total = _weights_diff(layer, module, trace)
         if n_diff < 0:
@@ -1523,11 +1545,12 @@ def _divergence_detail(first: LayerError, layer: _CandLayer, module: nn.Module, 
         elif wrel > _WEIGHT_RTOL:
             text += (f"; its weights differ from the reference's Conv-BN fold in {n_diff} of {total} values "
                      f"(by up to {wrel:.2e} of the largest reference value)")
+        elif last_ok is None:
+            text += ("; its weights match the reference's fold, so its input differs: this is the first layer, so "
+                     "the graph changes the input before it (channel order RGB/BGR? normalization inside the graph?)")
         else:
-            text += "; its weights match the reference's fold, so its input differs"
-            if results and results[0].module == first.module:
-                text += (": this is the first layer, so the graph changes the input before it (channel order "
-                         "RGB/BGR? normalization applied inside the graph?)")
+            text += (f"; its weights match the reference's fold, so its input differs: an op between {last_ok} and "
+                     "this layer (activation, pooling, reshape, residual add, channel shuffle) computes something else")
     return text
 
 
@@ -1602,8 +1625,7 @@ def _metadata_checks(candidate: _Model, ref: _ReferenceSpec | None, chw_res: int
     try:
         spec = get_spec(meta.model)
     except EdgekitError:
-        checks.append(Check("normalization", False, f"metadata names an unknown model {meta.model!r}"))
-        return checks
+        return checks  # a module exported by itself: no registered mean/std to hold the metadata to
     mean_ok = len(meta.mean) == len(spec.mean) and np.allclose(meta.mean, spec.mean, atol=1e-6)
     std_ok = len(meta.std) == len(spec.std) and np.allclose(meta.std, spec.std, atol=1e-6)
     checks.append(Check(
@@ -1657,15 +1679,18 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None,
             notes.append("both files run on the same runtime: this proves they compute the same, not that either "
                          "matches PyTorch")
     else:
-        ref_spec = _reference_spec(options, candidate, path)
         if reference is not None:
+            ref_spec = _given_reference_spec(options, candidate, path)
             ref_module = reference.eval()
+            ref_label = (f"PyTorch eager {ref_spec.model} alpha {ref_spec.alpha:g} res {ref_spec.res} "
+                         "(the caller's unfused module, fp32, cpu)")
         else:
             from .models import build_model
 
+            ref_spec = _reference_spec(options, candidate, path)
             ref_module, _ = build_model(ref_spec.model, alpha=ref_spec.alpha, num_classes=ref_spec.num_classes,
                                         weights=ref_spec.weights, seed=ref_spec.seed)
-        ref_label = _describe_reference(ref_spec)
+            ref_label = _describe_reference(ref_spec)
         ref_model = _TorchModel(ref_module, kind="pytorch", label=ref_label, provider="cpu", metadata=None)
         ref_model.output_names = candidate.output_names or ("output",)
         meta = candidate.metadata
@@ -1696,11 +1721,11 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None,
             fixed_batch = other[0] if fixed_batch is None else fixed_batch
     mean = meta.mean if meta is not None else (0.485, 0.456, 0.406)
     std = meta.std if meta is not None else (0.229, 0.224, 0.225)
-    if ref_spec is not None:
+    if ref_spec is not None and meta is None and ref_spec.source != "caller":
         from .registry import get_spec
 
         spec = get_spec(ref_spec.model)
-        mean, std = (spec.mean, spec.std) if meta is None else (mean, std)
+        mean, std = spec.mean, spec.std
 
     if options.inputs is not None:
         cases = load_inputs(options.inputs, chw, fixed_batch)
@@ -1716,7 +1741,7 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None,
                 f"--batch {bad} cannot run; use --batch {fixed_batch}, or re-export with --dynamic-batch"
             )
         cases = make_inputs(chw, mean, std, batches, options.input_seed)
-        if ref_spec is not None and max(batches) > 8:
+        if ref_spec is not None and ref_spec.source != "caller" and max(batches) > 8:
             try:
                 from .guards import check_memory
             except ImportError:  # pragma: no cover - guards land separately

@@ -425,6 +425,63 @@ def test_against_a_perturbed_copy_fails(base, tmp_path):
     assert not report.passed
 
 
+def _rename_initializers(proto: onnx.ModelProto) -> dict[str, str]:
+    """Give every initializer a meaningless name (as some exporters and tools do); returns old -> new."""
+    mapping = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
+    for tensor in proto.graph.initializer:
+        tensor.name = mapping[tensor.name]
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = mapping.get(name, name)
+    return mapping
+
+
+def _perturb_renamed(proto: onnx.ModelProto, original: str) -> None:
+    name = _rename_initializers(proto)[original]
+    weight = initializer(proto, name)
+    weight.reshape(-1)[[0, 5, 11]] += 0.3 * weight.std()
+    replace_initializer(proto, name, weight)
+
+
+def test_localisation_without_parameter_names_uses_the_exporters_name_scopes(tmp_path):
+    """Initializers renamed: the dynamo exporter's pkg.torch.onnx.name_scopes node metadata still maps the layers."""
+    model, _ = build_model("mobilenet_v2", alpha=ALPHA)
+    path = export_onnx(fuse_for_test(model, RES), tmp_path / "raw.onnx", _metadata("mobilenet_v2", ALPHA, RES, True),
+                       res=RES, simplify=False)  # onnxsim would drop the node metadata
+    proto = onnx.load(str(path))
+    assert any(p.key == "pkg.torch.onnx.name_scopes" for n in proto.graph.node for p in n.metadata_props)
+    report = run_verify(edited(path, tmp_path / "scoped.onnx", lambda p: _perturb_renamed(p, "features.10.conv.1.0.weight")))
+    assert not report.passed
+    assert report.divergence.module == "features.10.conv.1.0", report.divergence.detail
+    assert "name_scopes" in next(c for c in report.checks if c.name == "structure").detail
+
+
+def test_localisation_without_names_or_metadata_falls_back_to_layer_order(base, tmp_path):
+    """onnxsim dropped the node metadata and the initializers are renamed: layers pair up in execution order."""
+    report = run_verify(edited(base["onnx"], tmp_path / "anon.onnx", lambda p: _perturb_renamed(p, "features.12.conv.0.0.weight")))
+    assert not report.passed
+    assert report.divergence.module == "features.12.conv.0.0", report.divergence.detail
+    assert "position" in next(c for c in report.checks if c.name == "structure").detail
+
+
+def test_torch_export_pt2_candidate(tmp_path):
+    model, _ = build_model("mobilenet_v2", alpha=ALPHA)
+    fused = fuse_for_test(model, RES)
+    program = torch.export.export(fused, (torch.zeros(1, 3, RES, RES),))
+    path = tmp_path / "m.pt2"
+    torch.export.save(program, str(path),
+                      extra_files={TORCHSCRIPT_EXTRA_FILE: _metadata("mobilenet_v2", ALPHA, RES, False).to_json()})
+    report = run_verify(path)
+    assert report.passed and report.format == "pt2", report.summary()
+    with torch.no_grad():
+        fused.features[4].conv[0][0].weight.view(-1)[:3] *= 1.5
+    program = torch.export.export(fused, (torch.zeros(1, 3, RES, RES),))
+    torch.export.save(program, str(path),
+                      extra_files={TORCHSCRIPT_EXTRA_FILE: _metadata("mobilenet_v2", ALPHA, RES, False).to_json()})
+    report = run_verify(path)
+    assert not report.passed and report.divergence.module == "features.4.conv.0.0"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Files without metadata, options, providers
 # ----------------------------------------------------------------------------------------------------------------
