@@ -100,3 +100,13 @@ def make_job(entry: dict, where: str = "export") -> ExportJob:
         )
     except BadArgument as exc:
         raise BadConfig(f"{where}: {exc}") from None
+
+
+def load_jobs(path: str | Path, overrides: dict | None = None) -> list[ExportJob]:
+    """Every export of a preset file, with ``overrides`` (CLI flags) applied on top; errors name the entry."""
+    entries = load_presets(path)
+    many = len(entries) > 1
+    return [
+        make_job({**entry, **(overrides or {})}, f"{path}: exports[{i}]" if many else str(path))
+        for i, entry in enumerate(entries)
+    ]

@@ -44,20 +44,18 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export
-    from ..presets import load_presets, make_job
+    from ..presets import load_jobs, make_job
     from ..report import to_json
 
     overrides = _overrides(args)
     if args.config:
-        entries = [{**entry, **overrides} for entry in load_presets(args.config)]
+        jobs = load_jobs(args.config, overrides)
     elif args.name is None:
         from ..errors import BadArgument
 
         raise BadArgument("no model given; pass NAME (see 'edgekit models') or --config FILE")
     else:
-        entries = [overrides]
-
-    jobs = [make_job(entry, args.config or "export") for entry in entries]
+        jobs = [make_job(overrides)]
     if len(jobs) > 1 and args.out:
         from ..errors import BadArgument
 
