@@ -371,6 +371,19 @@ def _no_interrupt() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
 
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Staging folders of exports that were killed outright (SIGKILL, power loss) and could not clean up."""
+    for path in out_dir.glob(f"{STAGING_PREFIX}*"):
+        pid_text = path.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # that export is still running
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, owned by someone else
+
+
 def _commit(staging: Path, out_dir: Path, names: list[str]) -> None:
     """Move staged files into place, manifest last: the manifest always describes a complete set."""
     with _folder_lock(out_dir), _no_interrupt():
@@ -447,7 +460,8 @@ def export(
     created = _prepare_out_dir(out_dir)
     report(StageTime("build", time.perf_counter() - started, f"{name} alpha {alpha:g} res {res}, weights {weights_desc}"))
 
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    _remove_stale_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     try:
         started = time.perf_counter()
         fused, fuse_report = fuse(reference, res=res)

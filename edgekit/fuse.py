@@ -48,7 +48,7 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def _seeded_input(res: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
+def _seeded_input(res: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(seed))
 
 
