@@ -13,6 +13,7 @@ API (``edgekit.bench``), one after the other, never concurrently.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import tempfile
@@ -164,19 +165,21 @@ class SweepResult:
         }
 
 
-def _default_exporter(name: str, alpha: float, res: int, folder: Path, weights: str | None) -> Path:
+def _default_exporter(
+    name: str, alpha: float, res: int, folder: Path, weights: str | None, *, dynamic_batch: bool = False
+) -> Path:
     """edgekit.export, ONNX only and without the self-check: the sweep measures speed (`edgekit verify` and the
     export's own tests check numerics), and the check would add about a third to each point's export time."""
     from .export import ExportOptions, export
 
-    result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options(weights))
+    result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options(weights, dynamic_batch))
     return Path(result.files["onnx"])
 
 
-def export_options(weights: str | None = None) -> Any:
+def export_options(weights: str | None = None, dynamic_batch: bool = False) -> Any:
     from .export import ExportOptions
 
-    return ExportOptions(formats=("onnx",), verify=False, weights=weights)
+    return ExportOptions(formats=("onnx",), verify=False, weights=weights, dynamic_batch=dynamic_batch)
 
 
 def require_matplotlib() -> Any:
@@ -214,7 +217,8 @@ def sweep(
     _prepare_folder(out, "--out")
     if options.export_dir is not None:
         _prepare_folder(options.export_dir, "--keep-onnx")
-    exporter = exporter or _default_exporter
+    # A batch above 1 needs a symbolic batch dimension in the exported graph.
+    exporter = exporter or functools.partial(_default_exporter, dynamic_batch=(options.bench.batch or 1) > 1)
     progress = progress or (lambda *a: None)
 
     started = time.perf_counter()

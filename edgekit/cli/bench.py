@@ -186,7 +186,8 @@ def format_report(report: "BenchReport") -> str:
         t = report.torch
         lines.append(
             f"ONNX Runtime is {t.speedup_p50:.2f}x faster than eager PyTorch at p50 ({t.speedup_mean:.2f}x by mean); "
-            f"torch {t.torch_version}, {t.threads} threads, first inference {t.first_inference_ms:.1f} ms"
+            f"torch {t.torch_version}, {t.threads} thread{'s' if t.threads != 1 else ''}, "
+            f"first inference {t.first_inference_ms:.1f} ms"
         )
     for note in report.notes:
         lines.append(f"note: {note}")

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="W", help="weights for every point: imagenet or a state_dict path (default: seeded)")
     parser.add_argument("--provider", action="append", metavar="NAME", help="execution provider (default cpu)")
     parser.add_argument("--threads", metavar="N", help="intra-op threads (default: the physical cores available)")
-    parser.add_argument("--batch", metavar="N", help="batch size (needs a symbolic batch; default 1)")
+    parser.add_argument("--batch", metavar="N", help="batch size (above 1, the exports get a symbolic batch; default 1)")
     parser.add_argument("--warmup", default="10", metavar="N", help="warm-up runs per point (default 10)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--iters", metavar="N", help="timed runs per point (default 100)")
