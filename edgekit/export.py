@@ -9,7 +9,6 @@ held back, so an interrupted or failed export leaves the folder exactly as it wa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -33,6 +32,7 @@ from . import __version__
 from .errors import BadArgument, EdgekitError, ExportFailed
 from .fuse import FuseReport, fuse
 from .metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
+from .weights import sha256_file
 
 MANIFEST = "manifest.json"
 STAGING_PREFIX = ".edgekit-staging-"
@@ -79,7 +79,17 @@ class ExportOptions:
                     f"opset {opset} is not supported by the ONNX exporter; use 18..{_max_opset()} or leave --opset out"
                 )
             object.__setattr__(self, "opset", opset)
+        for key in ("dynamic_batch", "simplify", "verify"):
+            if not isinstance(getattr(self, key), bool):
+                raise BadArgument(f"{key} must be true or false, got {getattr(self, key)!r}")
+        from .models import check_num_classes
+        from .weights import check_seed
+
+        check_num_classes(self.num_classes)
+        check_seed(self.seed)
         if self.weights is not None:
+            if not isinstance(self.weights, (str, os.PathLike)) or not str(self.weights).strip():
+                raise BadArgument(f"weights must be 'imagenet' or a state_dict path, got {self.weights!r}")
             object.__setattr__(self, "weights", str(self.weights))
 
     def to_dict(self) -> dict:
@@ -307,29 +317,32 @@ def self_check(
 # --- atomic writes ------------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+def _prepare_out_dir(out_dir: Path, stem: str) -> list[Path]:
+    """Create ``out_dir`` if needed or explain why it cannot be used; returns the folders created, deepest first.
 
-
-def _prepare_out_dir(out_dir: Path) -> bool:
-    """Create ``out_dir`` if needed (returns True when we created it) or explain why it cannot be used."""
+    A folder holding another export's manifest (another model, alpha or res) is refused: writing there would
+    replace that export's manifest and leave its files undescribed. Re-exporting the same stem replaces it.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise BadArgument(f"output path {str(out_dir)!r} is a file, not a folder; choose another --out")
     manifest = out_dir / MANIFEST
     if manifest.exists():
         try:
-            ours = json.loads(manifest.read_text()).get("generator", "").startswith("edgekit")
-        except (ValueError, OSError, AttributeError):
-            ours = False
+            old = json.loads(manifest.read_text())
+            ours = old.get("generator", "").startswith("edgekit")
+            old_stem = old.get("stem") or stem_for(old["model"], float(old["alpha"]), int(old["res"]))
+        except (ValueError, OSError, AttributeError, KeyError, TypeError):
+            ours, old_stem = False, None
         if not ours:
             raise BadArgument(
                 f"{str(out_dir)!r} already holds a {MANIFEST} that edgekit did not write; choose another --out"
             )
-    created = not out_dir.exists()
+        if old_stem != stem:
+            raise BadArgument(
+                f"{str(out_dir)!r} holds the export of {old_stem}; export {stem} to another --out "
+                f"(or delete that folder first)"
+            )
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=STAGING_PREFIX, delete=True)
@@ -457,7 +470,7 @@ def export(
         params, macs = model_info.params, model_info.macs
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(name, alpha, res)
     stem = stem_for(name, alpha, res)
-    created = _prepare_out_dir(out_dir)
+    created = _prepare_out_dir(out_dir, stem)
     report(StageTime("build", time.perf_counter() - started, f"{name} alpha {alpha:g} res {res}, weights {weights_desc}"))
 
     _remove_stale_staging(out_dir)
@@ -525,6 +538,7 @@ def export(
 
         manifest = {
             "generator": f"edgekit {__version__}",
+            "stem": stem,
             "model": name,
             "alpha": alpha,
             "res": res,
@@ -536,7 +550,7 @@ def export(
             "params": params,
             "macs": macs,
             "files": [
-                {"format": fmt, "name": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p), **details.get(fmt, {})}
+                {"format": fmt, "name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p), **details.get(fmt, {})}
                 for fmt, p in written.items()
             ],
             "fusion": fuse_report.to_dict(),
@@ -552,9 +566,9 @@ def export(
         _commit(staging, out_dir, names)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if created:
+        for folder in created:  # deepest first; rmdir refuses a folder someone else put files in meanwhile
             with contextlib.suppress(OSError):
-                out_dir.rmdir()
+                folder.rmdir()
         raise
     shutil.rmtree(staging, ignore_errors=True)
     files = {fmt: out_dir / p.name for fmt, p in written.items()}
