@@ -283,9 +283,11 @@ def _run_artifact(fmt: str, path: Path, x: np.ndarray, metadata: Metadata) -> np
         return session.run(None, {metadata.input_name: x})[0]
     with _quiet(), torch.no_grad():
         if fmt == "torchscript":
-            module = torch.jit.load(str(path))
-        else:
-            module = torch.export.load(str(path)).module()
+            # The saved (frozen, already optimised) graph as written; the profiling executor's first-run
+            # specialisation would only add time to a single check run.
+            with torch.jit.optimized_execution(False):
+                return torch.jit.load(str(path))(torch.from_numpy(x)).numpy()
+        module = torch.export.load(str(path)).module()
         return module(torch.from_numpy(x)).numpy()
 
 
@@ -426,8 +428,27 @@ def export(
 ) -> ExportResult:
     """Build (or take) a model, fold Conv-BN, write every requested format, self-check, write the manifest.
 
-    Nothing is left behind on failure: files appear in ``out_dir`` only when everything succeeded.
+    Nothing is left behind on failure: files appear in ``out_dir`` only when everything succeeded. A module passed
+    in is exported in eval mode and handed back in the mode it came in.
     """
+    if isinstance(name_or_module, nn.Module):
+        modes = {m: m.training for m in name_or_module.modules()}
+        try:
+            return _export(name_or_module.eval(), alpha, res, out_dir, options, on_progress)
+        finally:
+            for module, training in modes.items():
+                module.training = training
+    return _export(name_or_module, alpha, res, out_dir, options, on_progress)
+
+
+def _export(
+    name_or_module: str | nn.Module,
+    alpha: float,
+    res: int | None,
+    out_dir: str | os.PathLike | None,
+    options: ExportOptions | None,
+    on_progress: Callable[[StageTime], None] | None,
+) -> ExportResult:
     from .complexity import count_complexity
     from .guards import check_memory
     from .models import build_model, check_alpha, check_res
@@ -446,7 +467,7 @@ def export(
     if isinstance(name_or_module, nn.Module):
         if res is None:
             raise BadArgument("exporting a module needs res=<pixels>")
-        reference = name_or_module.eval()
+        reference = name_or_module
         name = type(reference).__name__.lower()
         alpha = check_alpha(alpha)
         res = int(res)
