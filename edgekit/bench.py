@@ -402,7 +402,7 @@ class BenchReport:
     throughput: float
     gmacs: float | None
     latency_with_copies_ms: LatencyStats | None  # numpy in, numpy out (only measured with I/O binding)
-    peak_rss_mib: float  # peak resident memory of this process (includes Python, numpy, torch if loaded)
+    peak_rss_mib: float  # peak resident memory of this process after the ONNX Runtime block (Python, libraries included)
     rss_before_session_mib: float
     system: SystemInfo
     torch: TorchComparison | None = None
@@ -640,7 +640,21 @@ def create_session(path: str | os.PathLike, options: BenchOptions, threads: int 
     except Exception as exc:  # noqa: BLE001 - any load failure is a bad file from the user's point of view
         raise BadModelFile(f"{str(file)!r} is not a model ONNX Runtime can load: {_first_line(exc)}") from None
     check_session_providers(session, options.providers)
+    check_nodes_assigned(session, options.providers[0])
     return session
+
+
+def check_nodes_assigned(session: Any, primary: str) -> None:
+    """A provider can be in get_providers() and still run nothing: ONNX Runtime hands every node it cannot take to
+    the CPU (the Azure EP takes none of a CNN's). Timing that session would be a CPU number under another label."""
+    nodes = _nodes_per_provider(session)
+    if nodes is None or primary in nodes:
+        return
+    ran = ", ".join(f"{p} ({n} nodes)" for p, n in nodes.items())
+    raise ProviderUnavailable(
+        f"{primary} is active but ONNX Runtime assigned it none of the model's nodes: everything runs on {ran}; "
+        f"refusing to report those numbers as {primary}"
+    )
 
 
 def check_session_providers(session: Any, requested: Sequence[str]) -> tuple[str, ...]:
@@ -1095,6 +1109,7 @@ def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressF
         notes.append(
             "some nodes run on " + ", ".join(f"{p} ({n})" for p, n in others.items()) + f", not {providers[0]}"
         )
+    peak_rss = _peak_rss_mib()  # before PyTorch builds its reference model
     # Release the session (and its spinning thread pool) before anything else runs on these cores.
     del runner, session
     gc.collect()
@@ -1128,7 +1143,7 @@ def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressF
         throughput=batch / (stats.mean / 1e3),
         gmacs=gmacs,
         latency_with_copies_ms=copies,
-        peak_rss_mib=_peak_rss_mib(),
+        peak_rss_mib=peak_rss,
         rss_before_session_mib=rss_before,
         system=system_info(providers, options.device_id, load),
         torch=torch_result,

@@ -600,3 +600,31 @@ def test_cli_bad_input_in_a_real_process_has_no_traceback(cli, bad_files, edgeki
     assert result.returncode == code
     assert result.stderr.strip().count("\n") == 0 and needle in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_provider_that_takes_no_node_is_refused(edgekit_onnx):
+    """A provider can be active and run nothing (every node handed to the CPU): that is a CPU number too."""
+    if "AzureExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime build has no Azure execution provider to show it with")
+    with pytest.raises(ProviderUnavailable, match="assigned it none of the model's nodes.*CPUExecutionProvider"):
+        edgekit.bench(edgekit_onnx[0], options=BenchOptions(providers=("AzureExecutionProvider",), **QUICK))
+
+
+def test_nodes_assigned_check_with_a_faked_assignment():
+    class Subgraph:
+        def __init__(self, ep, n):
+            self.ep_name, self._n = ep, n
+
+        def get_nodes(self):
+            return [object()] * self._n
+
+    class Session:
+        def __init__(self, parts):
+            self.parts = parts
+
+        def get_provider_graph_assignment_info(self):
+            return [Subgraph(ep, n) for ep, n in self.parts]
+
+    bench_module.check_nodes_assigned(Session([("CUDAExecutionProvider", 90), ("CPUExecutionProvider", 3)]), "CUDAExecutionProvider")
+    with pytest.raises(ProviderUnavailable, match="none of the model's nodes"):
+        bench_module.check_nodes_assigned(Session([("CPUExecutionProvider", 93)]), "CUDAExecutionProvider")
