@@ -6,7 +6,9 @@ batch is symbolic, batch 3) and compares every output: max/mean/p99.9 abs error,
 On failure it names the first layer whose output diverges. Exit 0 pass, 1 fail, 2 usage error.
 
 Default fp32 tolerance: max|c - r| <= 1e-5 + 1e-4 * max|r| per sample, cosine >= 0.99999, top-1 agrees
-(near-ties excepted); --tolerance fp16 is 1e-3 + 1e-2 * max|r|, cosine >= 0.999. See edgekit/verify.py.
+(near-ties excepted); --tolerance fp16 is 1e-3 + 1e-2 * max|r|, cosine >= 0.999. Where the reference itself
+amplifies rounding, the bound widens to 4x how far PyTorch's own Conv-BN fold moves it (the ref_noise column), and
+beyond 1e-2 of the peak nothing is certified. The rationale is in the docstring of edgekit/verify.py.
 
 examples:
   edgekit verify exports/mobilenet_v3_large_a0.75_r192/mobilenet_v3_large_a0.75_r192.onnx
