@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from edgekit.metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
 from edgekit.presets import load_jobs, load_presets, make_job
 
 REPO = Path(__file__).resolve().parents[1]
+STAGE_WORDS = {"build", "fuse", "onnx", "simplify", "torchscript", "pt2", "check", "done"}
 
 
 def _bn_nodes(path: Path) -> int:
@@ -29,12 +32,18 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 
 
-def test_main_job_through_the_cli(cli, tmp_path):
-    """`edgekit export mobilenet_v3 --alpha 0.75 --res 192` exactly as in the README."""
-    result = cli("export", "mobilenet_v3", "--alpha", "0.75", "--res", "192", cwd=tmp_path)
+def test_main_job_through_the_cli(tmp_path):
+    """`edgekit export mobilenet_v3 --alpha 0.75 --res 192` exactly as in the README, with Python's default warning
+    filters: the user sees our stage lines and nothing of the exporters' chatter or deprecation warnings."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    result = subprocess.run([sys.executable, "-m", "edgekit", "export", "mobilenet_v3", "--alpha", "0.75", "--res", "192"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    for stage in ("build", "fuse", "onnx", "torchscript", "check", "done"):
-        assert any(line.startswith(stage) for line in result.stdout.splitlines()), stage
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    for stage in ("build", "fuse", "onnx", "simplify", "torchscript", "check", "done"):
+        assert any(line.startswith(stage) for line in lines), stage
+    assert all(line.split(" ", 1)[0] in STAGE_WORDS or line.startswith("  ") for line in lines), result.stdout
     folder = tmp_path / "exports" / "mobilenet_v3_large_a0.75_r192"
     onnx_path = folder / "mobilenet_v3_large_a0.75_r192.onnx"
     pt_path = folder / "mobilenet_v3_large_a0.75_r192.pt"
@@ -158,6 +167,20 @@ def test_a_failure_mid_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch)
     assert _snapshot(folder) == before
     assert not any(p.name.startswith(STAGING_PREFIX) for p in folder.iterdir())
 
+    def interrupted(job, path):
+        path.write_bytes(b"half an onnx file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(FORMATS, "onnx", FORMATS["onnx"].__class__("onnx", ".onnx", interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        export("mobilenet_v2", alpha=0.35, res=64, out_dir=folder, options=ExportOptions(formats=("torchscript", "onnx"), seed=7))
+    assert _snapshot(folder) == before
+
+    # Another model into the same folder would replace this export's manifest: refused, nothing touched.
+    with pytest.raises(BadArgument, match="holds the export of mobilenet_v2_a0.35_r64"):
+        export("mobilenet_v1", alpha=0.25, res=64, out_dir=folder)
+    assert _snapshot(folder) == before
+
 
 def test_a_failed_export_into_a_new_folder_leaves_nothing(tmp_path, monkeypatch):
     import importlib
@@ -169,8 +192,26 @@ def test_a_failed_export_into_a_new_folder_leaves_nothing(tmp_path, monkeypatch)
 
     monkeypatch.setattr(export_module, "self_check", failing_check)
     with pytest.raises(ExportFailed):
-        export("mobilenet_v2", alpha=0.35, res=64, out_dir=tmp_path / "new")
-    assert not (tmp_path / "new").exists()
+        export("mobilenet_v2", alpha=0.35, res=64, out_dir=tmp_path / "new" / "deeper")
+    assert list(tmp_path.iterdir()) == []  # every folder the export created is gone, not just the last one
+
+
+def test_a_module_exports_and_comes_back_in_its_own_mode(tmp_path):
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10),
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2.0)
+    model.train()
+    model[5].eval()  # a mixed-mode module must come back mixed
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    result = export(model, res=32, out_dir=tmp_path)
+    assert [m.training for m in model.modules()] == [True, True, True, True, True, True, False]
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert result.fuse_report.bn_folded == 1 and _bn_nodes(result.files["onnx"]) == 0
+    assert result.checks and all(c.ok for c in result.checks)
 
 
 def test_options_are_validated():
@@ -179,6 +220,21 @@ def test_options_are_validated():
     with pytest.raises(BadArgument, match="opset"):
         ExportOptions(opset=9)
     assert ExportOptions(formats="onnx, torchscript").formats == ("onnx", "torchscript")
+    for bad, needle in [({"dynamic_batch": "yes"}, "dynamic_batch"), ({"simplify": 1}, "simplify"),
+                        ({"num_classes": 0}, "num_classes"), ({"seed": -1}, "seed"), ({"opset": "x"}, "opset")]:
+        with pytest.raises(BadArgument, match=needle):
+            ExportOptions(**bad)
+
+
+def test_a_multi_model_preset_applies_cli_flags_to_every_export(tmp_path):
+    from edgekit.presets import load_jobs
+
+    preset = tmp_path / "zoo.yaml"
+    preset.write_text("defaults: {formats: [onnx]}\nexports:\n  - {model: mobilenet_v2, alpha: 0.5, res: 96}\n"
+                      "  - {model: shufflenet_v2, alpha: 1.0, res: 128, dynamic_batch: false}\n")
+    jobs = load_jobs(preset, {"dynamic_batch": True, "res": 64})
+    assert [(j.model, j.alpha, j.res) for j in jobs] == [("mobilenet_v2", 0.5, 64), ("shufflenet_v2", 1.0, 64)]
+    assert all(j.options.dynamic_batch and j.options.formats == ("onnx",) for j in jobs)
 
 
 @pytest.mark.parametrize("preset", sorted((REPO / "export_configs").glob("*.yaml")), ids=lambda p: p.name)
