@@ -212,3 +212,17 @@ def test_cli_sweep_with_the_real_export(capsys, tmp_path):
     assert props["edgekit.model"] == "mobilenet_v2" and float(props["edgekit.alpha"]) == 0.25
     assert not any(n.op_type == "BatchNormalization" for n in exported.graph.node)  # the fused export was timed
     assert (tmp_path / "out" / "mobilenet_v2_cpu_b1_sweep.png").is_file()
+
+
+def test_reports_are_written_with_the_users_umask_not_private(tmp_path):
+    import os
+
+    from edgekit.sweep import _atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = _atomic_write(tmp_path / "r.csv", b"a,b\n")
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"a,b\n" and (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]  # no temp file left
