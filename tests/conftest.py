@@ -30,3 +30,24 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 6
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def zoo_export(tmp_path_factory):
+    """``get(name)``: edgekit.export of a registered model at alpha 0.25, 64 px, symbolic batch, self-check on.
+
+    Exported once per session and shared by the registry-wide completeness tests of export and verify, so both walk
+    every model by default without paying for the exports twice.
+    """
+    from edgekit.export import ExportOptions, export
+
+    root = tmp_path_factory.mktemp("zoo")
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = export(name, alpha=0.25, res=64, out_dir=root / name,
+                                 options=ExportOptions(dynamic_batch=True))
+        return cache[name]
+
+    return get

@@ -225,26 +225,14 @@ def test_against_compares_onnx_with_torchscript(base):
     assert "TorchScript" in report.reference
 
 
-def _heavy(name: str) -> bool:
-    # EfficientNet-B3..B7 take 1-2 minutes each here (deep, seeded at 224 px); run them with -m slow. The light
-    # ones, and every model through export's own completeness test (whose self-check is verify), run by default.
-    return name.startswith("efficientnet_b") and name[-1] in "34567"
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow if _heavy(n) else ()) for n in edgekit.list_models()]
-)
-def test_every_registered_model_faithful_export_passes(name, tmp_path):
+@pytest.mark.parametrize("name", edgekit.list_models())
+def test_every_registered_model_faithful_export_passes(name, zoo_export):
     """Completeness: edgekit.export's ONNX (symbolic batch) and TorchScript of every model pass, with margin."""
-    onnx_path, ts_path = faithful_exports(name, 0.25, 64, tmp_path)
+    result = zoo_export(name)  # shared with test_export's completeness test (tests/conftest.py)
+    onnx_path, ts_path = result.files["onnx"], result.files["torchscript"]
     reference, _ = build_model(name, alpha=0.25)  # passed in: the rebuild from metadata is tested on mobilenet_v2
     for path in (onnx_path, ts_path):
         report = verify(path, options=VerifyOptions(), reference=reference)
-        ill = [r for c in report.cases for o in c.outputs for r in o.reasons if "ill-conditioned" in r]
-        if ill:
-            # Not the export's fault and not verify's: the seeded reference amplifies fp32 rounding so much that
-            # PyTorch's own Conv-BN fold moves its logits by > 1% (edgekit.weights.seed_model).
-            pytest.xfail(f"{name}: seeded reference is ill-conditioned: {ill[0][:160]}")
         assert report.passed, f"{path.name}: {report.summary()}"
         assert all(c.passed for c in report.checks)
         for case in report.cases:
