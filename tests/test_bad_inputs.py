@@ -78,6 +78,7 @@ CASES = [
     ("info-alpha-negative", ["info", "mobilenet_v2", "--alpha", "-0.5"], 2, "alpha"),
     ("info-alpha-not-a-number", ["info", "mobilenet_v2", "--alpha", "wide"], 2, "alpha"),
     ("info-alpha-absurd", ["info", "mobilenet_v2", "--alpha", "1000"], 2, "absurdly large"),
+    ("info-alpha-too-small-for-network", ["info", "shufflenet_v1_g8", "--alpha", "0.02"], 2, "use alpha >="),
     ("info-res-zero", ["info", "mobilenet_v2", "--res", "0"], 2, "too small"),
     ("info-res-too-small", ["info", "shufflenet_v2", "--res", "16"], 2, "too small"),
     ("info-res-not-a-number", ["info", "mobilenet_v2", "--res", "hd"], 2, "resolution"),

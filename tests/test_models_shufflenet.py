@@ -300,3 +300,18 @@ def test_onnx_export_with_symbolic_batch_runs_at_batch_1_and_4(name: str, tmp_pa
             expected = model(x)
         assert out.shape == (batch_size, 1000)
         torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
+def test_too_small_alpha_is_a_clear_error_naming_the_smallest_that_builds(groups):
+    """conv1 and the stages bottom out at different alphas; below that a unit's branch would have no channels."""
+    import re
+
+    from edgekit.errors import BadArgument
+
+    with pytest.raises(BadArgument, match=r"too small for shufflenet_v1_g\d.*use alpha >= ") as caught:
+        edgekit.info(f"shufflenet_v1_g{groups}", alpha=0.01, res=64)
+    smallest = float(re.search(r"use alpha >= ([0-9.]+)", str(caught.value)).group(1))
+    assert 0.01 < smallest <= 0.1
+    model = edgekit.get_model(f"shufflenet_v1_g{groups}", alpha=smallest)  # the advice works
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)

@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import BadArgument
 from ..registry import ModelSpec, register_model
 from ._scaling import scale_channels_by_octave, scale_grouped_channels
 
@@ -159,6 +160,24 @@ def shufflenet_v1_widths(groups: int, alpha: float) -> tuple[int, int, int, int]
     """``(conv1, stage2, stage3, stage4)`` output channels of ShuffleNet ``alpha`` x with ``groups`` groups."""
     if groups not in STAGE_WIDTHS:
         raise ValueError(f"ShuffleNetV1 is defined for g in {sorted(STAGE_WIDTHS)}, got {groups}")
+    widths = _widths(groups, alpha)
+    if not _grows(widths):
+        # conv1 and the stage widths stop shrinking at their minimums at different alphas: a stride-2 unit's branch
+        # (this stage's width - the previous one's) would have no channels left. The smallest alpha that still
+        # builds comes from the same integer rule.
+        smallest = next(a / 100 for a in range(1, 401) if _grows(_widths(groups, a / 100)))
+        raise BadArgument(
+            f"alpha {alpha:g} is too small for shufflenet_v1_g{groups}: its widths {list(widths)} do not grow from "
+            f"stage to stage; use alpha >= {smallest:g}"
+        )
+    return widths
+
+
+def _grows(widths: tuple[int, ...]) -> bool:
+    return all(b > a for a, b in zip(widths, widths[1:]))
+
+
+def _widths(groups: int, alpha: float) -> tuple[int, int, int, int]:
     conv1 = scale_channels_by_octave(CONV1_WIDTH, alpha, divisor=groups, min_value=CONV1_MIN_WIDTH)
     stages = tuple(scale_grouped_channels(c, alpha, groups, BOTTLENECK_RATIO) for c in STAGE_WIDTHS[groups])
     return (conv1, *stages)  # type: ignore[return-value]
