@@ -193,6 +193,9 @@ def resolve_provider(name: str) -> str:
     )
 
 
+MAX_ITERS = 10_000_000
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     """How to benchmark; validated once, here.
@@ -265,6 +268,10 @@ class BenchOptions:
             iters = _as_int(DEFAULT_ITERS if self.iters is None else self.iters, "iters", "--iters 100")
             if iters < 1:
                 raise BadArgument(f"iters must be >= 1, got {self.iters!r}; pass e.g. --iters 100")
+            if iters > MAX_ITERS:  # every latency is kept (8 bytes each): 1e9 runs would want 8 GB before starting
+                raise BadArgument(
+                    f"iters {iters:,} is more than edgekit keeps ({MAX_ITERS:,}); for a long run pass --duration SECONDS"
+                )
             set_("iters", iters)
         search = str(self.cudnn_conv_algo_search).upper()
         if search not in CUDNN_CONV_ALGO_SEARCH:
@@ -1301,6 +1308,30 @@ def csv_row(report: BenchReport) -> dict[str, object]:
     }
 
 
+def check_csv_target(path: str | os.PathLike) -> Path:
+    """Refuse a ``--csv`` target that cannot take our row, before a benchmark is spent on it."""
+    file = Path(path)
+    if file.is_dir():
+        raise BadArgument(f"--csv {str(file)!r} is a folder; pass a file name, e.g. --csv bench.csv")
+    folder = file.parent if str(file.parent) else Path(".")
+    if not folder.is_dir():
+        raise BadArgument(f"--csv {str(file)!r}: folder {str(folder)!r} does not exist; create it or pass another file")
+    if not os.access(file if file.exists() else folder, os.W_OK):
+        raise BadArgument(f"--csv {str(file)!r} is not writable; pass another file")
+    try:
+        with open(file, newline="", encoding="utf-8") as fh:
+            first_line = fh.readline()
+    except FileNotFoundError:
+        return file
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadArgument(f"--csv {str(file)!r} cannot be read ({exc}); pass another file") from None
+    if first_line and next(csv.reader([first_line]), []) != list(CSV_COLUMNS):
+        raise BadArgument(
+            f"--csv {str(file)!r} already holds a table with other columns; append to a new file instead"
+        )
+    return file
+
+
 def append_csv(report: BenchReport, path: str | os.PathLike) -> Path:
     """Append one row to ``path`` (header first when the file is new or empty); returns the path.
 
@@ -1309,11 +1340,7 @@ def append_csv(report: BenchReport, path: str | os.PathLike) -> Path:
     """
     import io
 
-    file = Path(path)
-    if file.is_dir():
-        raise BadArgument(f"--csv {str(file)!r} is a folder; pass a file name, e.g. --csv bench.csv")
-    if not file.parent.exists():
-        raise BadArgument(f"--csv {str(file)!r}: folder {str(file.parent)!r} does not exist")
+    file = check_csv_target(path)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     try:
@@ -1361,6 +1388,7 @@ __all__ = [
     "create_session",
     "session_options",
     "append_csv",
+    "check_csv_target",
     "csv_row",
     "CSV_COLUMNS",
     "default_threads",

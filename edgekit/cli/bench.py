@@ -103,7 +103,7 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchOptions, append_csv, bench
+    from ..bench import BenchOptions, append_csv, bench, check_csv_target
     from ..report import to_json
 
     options = BenchOptions(
@@ -118,19 +118,19 @@ def run(args: argparse.Namespace) -> int:
         cudnn_conv_algo_search=args.cudnn_conv_algo_search,
         device_id=args.device_id,
     )
+    if args.csv:
+        check_csv_target(args.csv)  # before the benchmark: a bad --csv must not cost a finished run
     progress = None if args.json else _Progress()
     try:
         report = bench(args.file, options=options, progress=progress)
     finally:
         if progress is not None:
             progress.close()
-    written = append_csv(report, args.csv) if args.csv else None
-    if args.json:
-        print(to_json(report))
-        return 0
-    print(format_report(report))
-    if written is not None:
-        print(f"\nappended a row to {written}")
+    print(to_json(report) if args.json else format_report(report), flush=True)  # the numbers first, whatever follows
+    if args.csv:
+        written = append_csv(report, args.csv)
+        if not args.json:
+            print(f"\nappended a row to {written}")
     return 0
 
 
@@ -184,9 +184,13 @@ def format_report(report: "BenchReport") -> str:
     lines.append("   ".join(summary))
     if report.torch is not None:
         t = report.torch
+        if t.speedup_p50 >= 1:
+            verdict = f"ONNX Runtime is {t.speedup_p50:.2f}x faster than eager PyTorch at p50 ({t.speedup_mean:.2f}x by mean)"
+        else:
+            verdict = (f"eager PyTorch is {1 / t.speedup_p50:.2f}x faster than ONNX Runtime at p50 "
+                       f"(ONNX Runtime speedup {t.speedup_p50:.2f}x, {t.speedup_mean:.2f}x by mean)")
         lines.append(
-            f"ONNX Runtime is {t.speedup_p50:.2f}x faster than eager PyTorch at p50 ({t.speedup_mean:.2f}x by mean); "
-            f"torch {t.torch_version}, {t.threads} thread{'s' if t.threads != 1 else ''}, "
+            f"{verdict}; torch {t.torch_version}, {t.threads} thread{'s' if t.threads != 1 else ''}, "
             f"first inference {t.first_inference_ms:.1f} ms"
         )
     for note in report.notes:
