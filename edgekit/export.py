@@ -378,10 +378,22 @@ def _remove_stale_staging(out_dir: Path) -> None:
 
 
 def _commit(staging: Path, out_dir: Path, names: list[str]) -> None:
-    """Move staged files into place, manifest last: the manifest always describes a complete set."""
+    """Move staged files into place, manifest last: the manifest always describes a complete set.
+
+    Files the replaced export listed in its manifest but this one did not write (another format set) are removed
+    after the new manifest is in place, so the folder never holds a stale model the manifest does not describe.
+    Files edgekit did not list are never touched.
+    """
     with _folder_lock(out_dir), _no_interrupt():
+        stale: set[str] = set()
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
+            old = json.loads((out_dir / MANIFEST).read_text())
+            stale = {Path(str(f["name"])).name for f in old.get("files", [])} - set(names) - {MANIFEST}
         for name in names:
             os.replace(staging / name, out_dir / name)
+        for name in stale:
+            with contextlib.suppress(OSError):
+                (out_dir / name).unlink()
 
 
 # --- the main entry point -----------------------------------------------------------------------------------------

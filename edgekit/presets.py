@@ -91,6 +91,13 @@ def make_job(entry: dict, where: str = "export") -> ExportJob:
     if "formats" in options and isinstance(options["formats"], list):
         options["formats"] = tuple(options["formats"])
     try:
+        # Model, alpha and res are checked now, so that a bad later entry of a multi-model file stops the run
+        # before the first export rather than after the earlier ones were written.
+        from .models import check_alpha, check_res
+        from .registry import get_spec
+
+        check_res(get_spec(entry["model"]), entry.get("res"))
+        check_alpha(entry.get("alpha", 1.0))
         return ExportJob(
             model=entry["model"],
             alpha=entry.get("alpha", 1.0),

@@ -178,6 +178,18 @@ def test_a_failure_mid_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch)
     assert _snapshot(folder) == before
 
 
+def test_re_export_with_other_formats_leaves_no_stale_model_beside_the_new_manifest(tmp_path):
+    folder = tmp_path / "out"
+    (folder).mkdir()
+    (folder / "notes.txt").write_text("mine")  # not edgekit's: never touched
+    export("mobilenet_v3_small", alpha=0.25, res=64, out_dir=folder, options=ExportOptions(formats=("torchscript",), seed=1))
+    assert (folder / "mobilenet_v3_small_a0.25_r64.pt").exists()
+    export("mobilenet_v3_small", alpha=0.25, res=64, out_dir=folder, options=ExportOptions(formats=("onnx",), seed=2))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [f["name"] for f in manifest["files"]] == ["mobilenet_v3_small_a0.25_r64.onnx"] and manifest["seed"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "mobilenet_v3_small_a0.25_r64.onnx", "notes.txt"]
+
+
 def test_a_failed_export_into_a_new_folder_leaves_nothing(tmp_path, monkeypatch):
     import importlib
 
@@ -256,6 +268,9 @@ def test_shipped_presets_cover_every_family_and_a_multi_model_file():
         ("model: mobilenet_v2\nres: high\n", "key 'res' must be"),
         ("model: mobilenet_v2\ndynamic_batch: 3\n", "key 'dynamic_batch' must be"),
         ("exports:\n  - {model: mobilenet_v2}\n  - {model: mobilenet_v2, formats: [onnx, tflite]}\n", "exports[1]"),
+        ("exports:\n  - {model: mobilenet_v2}\n  - {model: mobilenet_v3_smal}\n", "exports[1]: unknown model"),
+        ("exports:\n  - {model: mobilenet_v2}\n  - {model: mobilenet_v2, alpha: 0}\n", "exports[1]: alpha"),
+        ("model: mobilenet_v2\nres: 8\n", "resolution 8 is too small"),
         ("model: [unclosed\n", "not valid YAML"),
         ("", "empty"),
     ],
