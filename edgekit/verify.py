@@ -284,8 +284,10 @@ class VerifyOptions:
             put("rtol", _check_nonneg_float(self.rtol, "--rtol"))
         if self.atol == 0 and self.rtol == 0:
             raise BadArgument("--atol 0 and --rtol 0 together demand bit-exact results, which no export gives")
-        if self.against is not None and (self.model or self.weights):
-            raise BadArgument("--against compares two files; drop --model/--weights (they describe an eager reference)")
+        if self.against is not None and (self.model or self.weights or self.alpha is not None
+                                         or self.num_classes is not None):
+            raise BadArgument("--against compares two files; drop --model/--alpha/--weights/--num-classes (they "
+                              "describe an eager reference; --res may size the input)")
 
     @property
     def tol(self) -> Tolerance:
@@ -1708,7 +1710,10 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None,
 
     # input geometry: the file's own input shape where it has one, else metadata, else the reference's res
     meta = candidate.metadata or ref_model.metadata
-    res = ref_spec.res if ref_spec is not None else (meta.res if meta is not None else None)
+    if ref_spec is not None:
+        res = ref_spec.res
+    else:  # --against: two files; --res sizes the input when neither file says it
+        res = options.res if options.res is not None else (meta.res if meta is not None else None)
     shape = candidate.input_shape if candidate.kind == "onnx" else None
     if shape is None and options.against is not None and ref_model.kind == "onnx":
         shape = ref_model.input_shape

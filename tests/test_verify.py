@@ -225,6 +225,18 @@ def test_against_compares_onnx_with_torchscript(base):
     assert "TorchScript" in report.reference
 
 
+def test_against_two_files_without_metadata_takes_res_from_the_flag(tmp_path):
+    fused = fuse_for_test(build_model("mobilenet_v2", alpha=ALPHA)[0], RES)
+    a = export_torchscript(fused, tmp_path / "a.pt", None, res=RES)
+    b = export_torchscript(fused, tmp_path / "b.pt", None, res=RES)
+    with pytest.raises(BadArgument, match="pass --res"):
+        verify(a, options=VerifyOptions(against=b))
+    report = verify(a, options=VerifyOptions(against=b, res=RES))
+    assert report.passed, report.to_table()
+    with pytest.raises(BadArgument, match="--against compares two files"):
+        VerifyOptions(against=b, alpha=0.5)
+
+
 @pytest.mark.parametrize("name", edgekit.list_models())
 def test_every_registered_model_faithful_export_passes(name, zoo_export):
     """Completeness: edgekit.export's ONNX (symbolic batch) and TorchScript of every model pass, with margin."""
