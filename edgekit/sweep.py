@@ -207,9 +207,19 @@ def sweep(
     from .models import check_res
     from .registry import get_spec
 
+    from .complexity import info
+    from .guards import check_memory
+    from .weights import imagenet_weights_name
+
     spec = get_spec(name)
     for res in options.resolutions:
         check_res(spec, res)
+    for alpha in options.alphas:  # what would otherwise fail only at its own grid point, after the earlier ones ran
+        info(spec.name, alpha=alpha, res=min(options.resolutions))  # the widths build at this alpha (meta device)
+        if isinstance(options.weights, str) and options.weights.strip().lower() == "imagenet":
+            imagenet_weights_name(spec, alpha)
+        check_memory(spec.name, alpha, max(options.resolutions), options.bench.batch or 1,
+                     what=f"the sweep point alpha {alpha:g} res {max(options.resolutions)}")
     check_providers_available(options.bench.providers)
     if options.plot:
         require_matplotlib()

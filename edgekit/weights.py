@@ -166,10 +166,8 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str
     model.load_state_dict(state, strict=True)
 
 
-def load_imagenet_state_dict(spec: ModelSpec, alpha: float) -> tuple[dict[str, torch.Tensor], str]:
-    """torchvision's published ImageNet weights for ``spec`` at ``alpha`` (downloads through torch.hub)."""
-    from torchvision.models import get_model_weights
-
+def imagenet_weights_name(spec: ModelSpec, alpha: float) -> str:
+    """torchvision's builder name for ``spec``'s ImageNet weights at ``alpha``; BadWeights where none exist."""
     tv_name = spec.imagenet_weights_name(alpha)
     if tv_name is None:
         where = "alpha 1.0" if spec.torchvision_weights else "no alpha"
@@ -180,6 +178,14 @@ def load_imagenet_state_dict(spec: ModelSpec, alpha: float) -> tuple[dict[str, t
             f"no published ImageNet weights for {spec.name} at alpha {alpha:g} (torchvision has them for {where}); "
             "use weights=None (seeded) or pass a state_dict file with --weights PATH"
         )
+    return tv_name
+
+
+def load_imagenet_state_dict(spec: ModelSpec, alpha: float) -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's published ImageNet weights for ``spec`` at ``alpha`` (downloads through torch.hub)."""
+    from torchvision.models import get_model_weights
+
+    tv_name = imagenet_weights_name(spec, alpha)
     enum = get_model_weights(tv_name)
     weights = enum.DEFAULT
     try:

@@ -170,6 +170,18 @@ def test_unknown_model_and_too_small_res_fail_before_any_export(tmp_path):
         sweep("mobilenet_v9", out_dir=tmp_path, options=SweepOptions(alphas="0.5", resolutions="96"), exporter=_fast_exporter(calls))
     with pytest.raises(BadArgument, match="too small"):
         sweep("mobilenet_v2", out_dir=tmp_path, options=SweepOptions(alphas="0.5", resolutions="96,8"), exporter=_fast_exporter(calls))
+    # values that only the last grid points would trip on: too narrow for the network, no published weights, memory
+    with pytest.raises(BadArgument, match="too small for shufflenet_v1_g8"):
+        sweep("shufflenet_v1_g8", out_dir=tmp_path, options=SweepOptions(alphas="0.5,0.02", resolutions="96"),
+              exporter=_fast_exporter(calls))
+    from edgekit.errors import BadWeights, ResourceLimit
+
+    with pytest.raises(BadWeights, match="alpha 0.5"):
+        sweep("mobilenet_v2", out_dir=tmp_path, options=SweepOptions(alphas="1.0,0.5", resolutions="96", weights="imagenet"),
+              exporter=_fast_exporter(calls))
+    with pytest.raises(ResourceLimit, match="GiB"):
+        sweep("efficientnet_b7", out_dir=tmp_path, options=SweepOptions(alphas="0.25,4", resolutions="64,2048"),
+              exporter=_fast_exporter(calls))
     assert calls == []
 
 
