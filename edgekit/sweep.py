@@ -204,11 +204,10 @@ def sweep(
     into ``out_dir``. Every value is validated before the first export, and matplotlib is looked for before any
     work, so a bad grid or a missing extra fails in a second rather than after the sweep."""
     from .bench import check_providers_available
-    from .models import check_res
-    from .registry import get_spec
-
     from .complexity import info
     from .guards import check_memory
+    from .models import check_res
+    from .registry import get_spec
     from .weights import imagenet_weights_name
 
     spec = get_spec(name)
