@@ -352,16 +352,53 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _no_interrupt() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while files are renamed into place, so a Ctrl-C cannot leave a mixed set."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold SIGINT/SIGTERM back while files are renamed into place, so a Ctrl-C cannot leave a mixed set.
+
+    Python-level handlers that only record the signal: ``pthread_sigmask`` would block it for this thread alone, and
+    a signal delivered to one of ONNX Runtime's or OpenMP's threads still interrupts the main one. A held signal is
+    raised again, to the handler that was there before, once the renames are done.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    held: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: installed outside Python, cannot be restored; leave it alone
+            previous[signum] = signal.signal(signum, lambda s, _frame: held.append(s))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if held:
+        signal.raise_signal(held[0])
+
+
+@contextlib.contextmanager
+def _interrupts_remembered() -> Iterator[list[int]]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered.
+
+    Python swallows an exception raised inside a finalizer (``__del__``, weakref callbacks: the exporters run many),
+    so a KeyboardInterrupt can vanish there; the export checks the remembered flag between stages and before it
+    commits, so a Ctrl-C is never lost. Only Python's own default handler is wrapped; a caller's handler is left alone.
+    """
+    remembered: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield remembered
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        remembered.append(signum)
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield remembered
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _remove_stale_staging(out_dir: Path) -> None:
@@ -421,14 +458,15 @@ def export(
     Nothing is left behind on failure: files appear in ``out_dir`` only when everything succeeded. A module passed
     in is exported in eval mode and handed back in the mode it came in.
     """
-    if isinstance(name_or_module, nn.Module):
-        modes = {m: m.training for m in name_or_module.modules()}
-        try:
-            return _export(name_or_module.eval(), alpha, res, out_dir, options, on_progress)
-        finally:
-            for module, training in modes.items():
-                module.training = training
-    return _export(name_or_module, alpha, res, out_dir, options, on_progress)
+    with _interrupts_remembered() as interrupted:
+        if isinstance(name_or_module, nn.Module):
+            modes = {m: m.training for m in name_or_module.modules()}
+            try:
+                return _export(name_or_module.eval(), alpha, res, out_dir, options, on_progress, interrupted)
+            finally:
+                for module, training in modes.items():
+                    module.training = training
+        return _export(name_or_module, alpha, res, out_dir, options, on_progress, interrupted)
 
 
 def _export(
@@ -438,6 +476,7 @@ def _export(
     out_dir: str | os.PathLike | None,
     options: ExportOptions | None,
     on_progress: Callable[[StageTime], None] | None,
+    interrupted: list[int],
 ) -> ExportResult:
     from .complexity import count_complexity
     from .guards import check_memory
@@ -448,6 +487,8 @@ def _export(
     stages: list[StageTime] = []
 
     def report(stage: StageTime) -> None:
+        if interrupted:  # a Ctrl-C that a finalizer swallowed during this stage
+            raise KeyboardInterrupt
         stages.append(stage)
         if on_progress is not None:
             on_progress(stage)
@@ -485,12 +526,13 @@ def _export(
         params, macs = model_info.params, model_info.macs
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(name, alpha, res)
     stem = stem_for(name, alpha, res)
-    created = _prepare_out_dir(out_dir, stem)
     report(StageTime("build", time.perf_counter() - started, f"{name} alpha {alpha:g} res {res}, weights {weights_desc}"))
 
-    _remove_stale_staging(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
+    created = _prepare_out_dir(out_dir, stem)
+    staging: Path | None = None
     try:
+        _remove_stale_staging(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
         started = time.perf_counter()
         fused, fuse_report = fuse(reference, res=res)
         report(StageTime("fuse", time.perf_counter() - started, fuse_report.describe()))
@@ -575,9 +617,12 @@ def _export(
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         names = [p.name for p in written.values()] + [MANIFEST]
+        if interrupted:
+            raise KeyboardInterrupt
         _commit(staging, out_dir, names)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         for folder in created:  # deepest first; rmdir refuses a folder someone else put files in meanwhile
             with contextlib.suppress(OSError):
                 folder.rmdir()

@@ -104,3 +104,55 @@ def test_two_exports_to_one_folder_at_once_never_mix(earlier):
     assert _staging(folder) == []
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["weights"] in ("seed:0", f"file:{other}")
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_export(earlier, monkeypatch):
+    """Python drops exceptions raised in __del__ / weakref callbacks, and the exporters run many: a Ctrl-C landing
+    there must still stop the export before it commits, not be lost."""
+    import importlib
+
+    folder, before, other = earlier
+    export_module = importlib.import_module("edgekit.export")
+    real = export_module.FORMATS["torchscript"]
+
+    def write_then_lose_a_ctrl_c(job, path):
+        details = real.write(job, path)
+        try:
+            signal.raise_signal(signal.SIGINT)  # what a finalizer running at this moment would swallow
+        except KeyboardInterrupt:
+            pass
+        return details
+
+    monkeypatch.setitem(export_module.FORMATS, "torchscript", real.__class__("torchscript", ".pt", write_then_lose_a_ctrl_c))
+    with pytest.raises(KeyboardInterrupt):
+        export("mobilenet_v2", alpha=0.35, res=64, out_dir=folder,
+               options=ExportOptions(formats=("torchscript",), weights=str(other), simplify=False))
+    assert _snapshot(folder) == before and _staging(folder) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_the_commit_holds_a_ctrl_c_until_every_file_is_in_place(tmp_path, monkeypatch):
+    """A Ctrl-C during the renames (delivered to any thread) waits until the set is complete, then is raised."""
+    import importlib
+
+    export_module = importlib.import_module("edgekit.export")
+    staging, out = tmp_path / "staging", tmp_path / "out"
+    staging.mkdir()
+    out.mkdir()
+    names = ["a.onnx", "b.pt", "manifest.json"]
+    for name in names:
+        (staging / name).write_text(name)
+    real_replace = os.replace
+    calls = []
+
+    def replace_with_a_ctrl_c(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)  # arrives after the first rename
+        real_replace(src, dst)
+
+    monkeypatch.setattr(export_module.os, "replace", replace_with_a_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        export_module._commit(staging, out, names)
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # all three moved before the interrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
