@@ -1124,7 +1124,7 @@ def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressF
     torch_result: TorchComparison | None = None
     if options.compare_torch:
         assert metadata is not None
-        torch_result = _compare_torch(metadata, feeds, threads, options, stats, batch, providers, progress)
+        torch_result = _compare_torch(metadata, file, feeds, threads, options, stats, batch, providers, progress)
 
     return BenchReport(
         path=str(file),
@@ -1174,8 +1174,9 @@ def _check_torch_comparable(metadata: Metadata | None, session: Any, file: Path)
         raise BadArgument("--compare torch supports single-input models only")
 
 
-def _reference_model(metadata: Metadata) -> Any:
+def _reference_model(metadata: Metadata, model_path: Path) -> Any:
     from .models import build_model
+    from .weights import resolve_weights_path
 
     kind, _, rest = metadata.weights.partition(":")
     if kind == "seed":
@@ -1184,11 +1185,14 @@ def _reference_model(metadata: Metadata) -> Any:
     elif kind == "imagenet":
         model, _ = build_model(metadata.model, alpha=metadata.alpha, num_classes=metadata.num_classes, weights="imagenet")
     elif kind == "file":
-        if not Path(rest).is_file():
+        try:  # where the metadata says, or next to the model file (as verify looks)
+            weights = resolve_weights_path(rest, model_path)
+        except EdgekitError:
             raise BadModelFile(
-                f"the metadata says the weights came from {rest!r}, which is not here; --compare torch needs that file"
-            )
-        model, _ = build_model(metadata.model, alpha=metadata.alpha, num_classes=metadata.num_classes, weights=rest)
+                f"the metadata says the weights came from {rest!r}, which is neither there nor next to "
+                f"{model_path.name}; --compare torch needs that file"
+            ) from None
+        model, _ = build_model(metadata.model, alpha=metadata.alpha, num_classes=metadata.num_classes, weights=weights)
     else:
         raise BadModelFile(f"edgekit metadata names weights {metadata.weights!r}, which edgekit cannot rebuild")
     return model.eval()
@@ -1196,6 +1200,7 @@ def _reference_model(metadata: Metadata) -> Any:
 
 def _compare_torch(
     metadata: Metadata,
+    model_path: Path,
     feeds: Mapping[str, np.ndarray],
     threads: int,
     options: BenchOptions,
@@ -1207,7 +1212,7 @@ def _compare_torch(
     """Eager PyTorch on the device ONNX Runtime used (CPU, or the same GPU for CUDA/TensorRT), same input."""
     import torch
 
-    model = _reference_model(metadata)
+    model = _reference_model(metadata, model_path)
     (array,) = feeds.values()
     x = torch.from_numpy(np.ascontiguousarray(array))
     sync: Callable[[], None] | None = None

@@ -108,6 +108,7 @@ import torch.nn as nn
 
 from .errors import BadArgument, BadModelFile, BadWeights, EdgekitError, ProviderUnavailable, ToleranceExceeded
 from .metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
+from .weights import resolve_weights_path
 
 PROVIDERS = ("cpu", "cuda")
 DEFAULT_INPUT_SEED = 0
@@ -964,21 +965,6 @@ class _ReferenceSpec:
     source: str  # where the description came from: "metadata", "flags"
 
 
-def _resolve_weights_path(raw: str, near: Path) -> Path:
-    path = Path(raw)
-    if path.is_file():
-        return path
-    beside = near.parent / path.name
-    if not path.is_absolute() and (near.parent / path).is_file():
-        return near.parent / path
-    if beside.is_file():
-        return beside
-    raise BadWeights(
-        f"the reference weights file {raw!r} (from the metadata of {near.name}) is not there; "
-        "pass its current location with --weights PATH"
-    )
-
-
 def _reference_spec(options: VerifyOptions, candidate: _Model, path: Path) -> _ReferenceSpec:
     from .models import check_res, get_spec
 
@@ -1018,7 +1004,7 @@ def _reference_spec(options: VerifyOptions, candidate: _Model, path: Path) -> _R
     elif options.seed is not None:
         seed = options.seed
     if weights not in (None, "imagenet"):
-        weights = str(_resolve_weights_path(weights, path) if options.weights is None else Path(weights))
+        weights = str(resolve_weights_path(weights, path) if options.weights is None else Path(weights))
     source = "flags" if (options.model or options.alpha or options.res or options.weights) else "metadata"
     return _ReferenceSpec(spec.name, alpha, res, int(num_classes), weights, int(seed), source)
 

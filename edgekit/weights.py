@@ -202,3 +202,19 @@ def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BadArgument(f"seed must be a non-negative integer, got {seed!r}")
     return seed
+
+
+def resolve_weights_path(raw: str, near: Path) -> Path:
+    """A weights file named in a model file's metadata: where it says, or next to that model file."""
+    path = Path(raw)
+    if path.is_file():
+        return path
+    beside = near.parent / path.name
+    if not path.is_absolute() and (near.parent / path).is_file():
+        return near.parent / path
+    if beside.is_file():
+        return beside
+    raise BadWeights(
+        f"the reference weights file {raw!r} (from the metadata of {near.name}) is not there; "
+        "pass its current location with --weights PATH"
+    )

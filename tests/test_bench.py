@@ -656,3 +656,20 @@ def test_nodes_assigned_check_with_a_faked_assignment():
     bench_module.check_nodes_assigned(Session([("CUDAExecutionProvider", 90), ("CPUExecutionProvider", 3)]), "CUDAExecutionProvider")
     with pytest.raises(ProviderUnavailable, match="none of the model's nodes"):
         bench_module.check_nodes_assigned(Session([("CPUExecutionProvider", 93)]), "CUDAExecutionProvider")
+
+
+def test_compare_torch_finds_state_dict_weights_next_to_the_model(tmp_path, monkeypatch):
+    """An export made from --weights FILE, moved to another folder with its weights: --compare torch rebuilds it."""
+    from edgekit.export import ExportOptions, export
+
+    weights = tmp_path / "w.pth"
+    torch.save(edgekit.build_model("mobilenet_v2", alpha=0.35, seed=5)[0].state_dict(), weights)
+    monkeypatch.chdir(tmp_path)
+    result = export("mobilenet_v2", alpha=0.35, res=32, out_dir="out",
+                    options=ExportOptions(formats=("onnx",), weights="w.pth", verify=False, simplify=False))
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    result.files["onnx"].rename(moved / "m.onnx")
+    weights.rename(moved / "w.pth")
+    report = edgekit.bench(moved / "m.onnx", options=BenchOptions(compare_torch=True, threads=1, warmup=0, iters=2))
+    assert report.torch is not None and report.torch.latency_ms.count == 2
