@@ -170,7 +170,7 @@ def _default_exporter(
 ) -> Path:
     """edgekit.export, ONNX only and without the self-check: the sweep measures speed (`edgekit verify` and the
     export's own tests check numerics), and the check would add about a third to each point's export time."""
-    from .export import ExportOptions, export
+    from .export import export
 
     result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options(weights, dynamic_batch))
     return Path(result.files["onnx"])

@@ -106,7 +106,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import BadArgument, BadModelFile, BadWeights, EdgekitError, ProviderUnavailable, ToleranceExceeded
+from .errors import BadArgument, BadModelFile, EdgekitError, ProviderUnavailable, ToleranceExceeded
 from .metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
 from .weights import resolve_weights_path
 

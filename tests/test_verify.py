@@ -21,7 +21,7 @@ import torch.nn as nn
 from onnx import helper, numpy_helper
 
 import edgekit
-from edgekit.errors import BadArgument, BadModelFile, ProviderUnavailable
+from edgekit.errors import BadArgument, ProviderUnavailable
 from edgekit.metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
 from edgekit.models import build_model
 from edgekit.registry import get_spec
