@@ -14,6 +14,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models import check_alpha, check_res
+from .modes import eval_mode
 from .registry import get_spec
 
 
@@ -64,8 +65,6 @@ def count_params(model: nn.Module) -> int:
 @torch.no_grad()
 def count_complexity(model: nn.Module, res: int, *, with_stages: bool = True) -> tuple[int, int, list[StageInfo]]:
     """(params, macs, per-stage breakdown) of ``model`` on one ``3 x res x res`` image."""
-    was_training = model.training
-    model.eval()
     stages = _stages(model) if with_stages else []
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = [
@@ -74,12 +73,11 @@ def count_complexity(model: nn.Module, res: int, *, with_stages: bool = True) ->
     ]
     try:
         device = next(model.parameters()).device  # "meta" costs no compute: counts are shape-only
-        with FlopCounterMode(display=False) as counter:
+        with eval_mode(model), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, 3, res, res, device=device))
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
     total_macs = counter.get_total_flops() // 2
     per_module = counter.get_flop_counts()
     root = type(model).__name__

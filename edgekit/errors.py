@@ -49,8 +49,46 @@ class ToleranceExceeded(EdgekitError):
 
 
 class ProviderUnavailable(EdgekitError):
-    """The requested ONNX Runtime execution provider is not installed or not really active."""
+    """The requested runtime, execution provider or device is not installed or not really active."""
 
 
 class ResourceLimit(BadArgument):
     """The request would need more memory than is sensible (absurd resolution or batch)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a container stop, a CI timeout, ``kill``): handled like Ctrl-C (everything cleans up), exit 143."""
+
+    exit_code = 143
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler the CLI installs: unwind like a Ctrl-C, so staging folders and temp files go away."""
+    raise Terminated()
+
+
+class MissingExtra(EdgekitError):
+    """An optional dependency (an extra such as ``.[executorch]``) is not installed."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), cut at ``limit``.
+
+    Third-party errors (ONNX Runtime, torch, protobuf) often carry pages of C++ context; a user sees this one line.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def require(module: str, extra: str, what: str) -> object:
+    """Import an optional dependency, or raise MissingExtra naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(
+            f"{what} needs the optional package {module.split('.')[0]!r}, which is not installed "
+            f"({first_line(exc, 80)}); install it with: pip install -e '.[{extra}]'"
+        ) from None

@@ -1,62 +1,80 @@
-"""Export: build -> fuse Conv-BN -> TorchScript / ONNX / pt2 -> self-check -> manifest, written atomically.
+"""Export: build -> fuse Conv-BN -> every requested format -> self-check -> manifest, written atomically.
 
-A table of formats (name, suffix, writer) with one small function per format, Ultralytics style. Every artifact is
-written into a staging folder inside the destination and moved into place only when the whole export, self-check
-included, has succeeded; the moves happen under a lock (two exports to one folder never interleave) with SIGINT
-held back, so an interrupted or failed export leaves the folder exactly as it was.
+Orchestration only: each format is a module in ``edgekit/formats`` registered in one table, and this module walks
+the table. Every artifact is written into a staging folder inside the destination and moved into place only when
+the whole export, self-check included, has succeeded; the moves happen under a lock (two exports to one folder never
+interleave) with SIGINT/SIGTERM held back, so an interrupted, killed-by-signal or failed export (a full disk
+included) leaves the folder exactly as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import os
 import platform
 import shutil
 import signal
 import tempfile
-import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
-from .errors import BadArgument, EdgekitError, ExportFailed
+from .errors import BadArgument, EdgekitError, ExportFailed, Terminated, first_line
+from .files import check_output_folder, sha256_file, write_error
+from .formats import FORMATS, Format, WriteJob
 from .fuse import FuseReport, fuse
-from .metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
-from .weights import sha256_file
+from .metadata import Metadata
+from .options import opt, validate
+from .staging import (  # noqa: F401  (_commit and friends: the export's own steps, imported here for tests)
+    MANIFEST,
+    STAGING_PREFIX,
+    _commit,
+    _prepare_out_dir,
+    _read_manifest,
+    _remove_stale_staging,
+    interrupts_remembered,
+    stem_for,
+)
 
-MANIFEST = "manifest.json"
-STAGING_PREFIX = ".edgekit-staging-"
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
 
 
 # --- options and results --------------------------------------------------------------------------------------
 
 
+def _max_opset() -> int:
+    from .formats.onnx import max_opset
+
+    return max_opset()
+
+
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to export and how; validated once, here."""
+    """What to export and how; validated once, here. Every field is a CLI flag and a preset key."""
 
-    formats: tuple[str, ...] = ("onnx", "torchscript")
-    opset: int | None = None  # None: the exporter's default (>= 18)
-    dynamic_batch: bool = False
-    simplify: bool = True
-    verify: bool = True  # the self-check; a failing check fails the export
-    weights: str | None = None  # None (seeded), "imagenet", or a state_dict path
-    num_classes: int = 1000
-    seed: int = 0
+    formats: tuple[str, ...] = opt(("onnx", "torchscript"), kind="list", flag="--format", metavar="LIST",
+                                   help="comma-separated export formats (see 'edgekit export --help')")
+    opset: int | None = opt(None, kind="int", metavar="N", help="ONNX opset (default: the exporter's, >= 18)")
+    dynamic_batch: bool = opt(False, kind="bool", help="symbolic batch dimension")
+    simplify: bool = opt(True, kind="bool", help="skip onnxsim")
+    verify: bool = opt(True, kind="bool", help="skip the self-check")
+    weights: str | None = opt(None, kind="path", metavar="W",
+                              help="'imagenet' or a state_dict file (default: seeded)")
+    num_classes: int = opt(1000, kind="int", metavar="N", what="num_classes", lo=1, hi=100_000,
+                           example="--num-classes 10", help="classifier size")
+    seed: int = opt(0, kind="int", cli=False, what="seed", lo=0, hi=2**63 - 1, help="seed of seeded weights")
 
     def __post_init__(self) -> None:
         formats = self.formats
         if isinstance(formats, str):
             formats = tuple(f for f in formats.split(",") if f.strip())
+        if not isinstance(formats, (tuple, list)):
+            raise BadArgument(f"formats must be a list such as [onnx, torchscript], got {formats!r}")
         formats = tuple(dict.fromkeys(str(f).strip().lower() for f in formats))
         unknown = [f for f in formats if f not in FORMATS]
         if unknown or not formats:
@@ -67,14 +85,14 @@ class ExportOptions:
         object.__setattr__(self, "formats", formats)
         if self.opset is not None:
             try:
-                opset = int(self.opset)
-            except (TypeError, ValueError):
+                validate(self, ("opset",))
+            except BadArgument:
                 raise BadArgument(f"opset must be an integer, got {self.opset!r}; e.g. --opset 18") from None
-            if not 18 <= opset <= _max_opset():
+            if not 18 <= self.opset <= _max_opset():
                 raise BadArgument(
-                    f"opset {opset} is not supported by the ONNX exporter; use 18..{_max_opset()} or leave --opset out"
+                    f"opset {self.opset} is not supported by the ONNX exporter; use 18..{_max_opset()} or leave "
+                    "--opset out"
                 )
-            object.__setattr__(self, "opset", opset)
         for key in ("dynamic_batch", "simplify", "verify"):
             if not isinstance(getattr(self, key), bool):
                 raise BadArgument(f"{key} must be true or false, got {getattr(self, key)!r}")
@@ -87,15 +105,24 @@ class ExportOptions:
             if not isinstance(self.weights, (str, os.PathLike)) or not str(self.weights).strip():
                 raise BadArgument(f"weights must be 'imagenet' or a state_dict path, got {self.weights!r}")
             object.__setattr__(self, "weights", str(self.weights))
+        self._check_format_options()
+
+    def _check_format_options(self) -> None:
+        """An option only some formats accept is refused, naming them, when none of those formats is selected."""
+        defaults = {f.name: f.default for f in ExportOptions.__dataclass_fields__.values()}
+        for name, default in defaults.items():
+            owners = [f.name for f in FORMATS.values() if name in f.options]
+            if not owners or getattr(self, name) == default:
+                continue
+            if not any(fmt in owners for fmt in self.formats):
+                flag = {"simplify": "--no-simplify"}.get(name, "--" + name.replace("_", "-"))
+                raise BadArgument(
+                    f"{flag} applies to the {'/'.join(owners)} format only, and --format {','.join(self.formats)} "
+                    f"does not include it; add {owners[0]} to --format or drop {flag}"
+                )
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _max_opset() -> int:
-    import onnx.defs
-
-    return min(onnx.defs.onnx_opset_version(), 23)
 
 
 @dataclass(frozen=True)
@@ -132,149 +159,11 @@ class ExportResult:
         return self.manifest
 
 
-# --- the format table -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a format writer gets: the fused model, an example input, the metadata and where to write."""
-
-    fused: nn.Module
-    example: torch.Tensor
-    metadata: Metadata
-    dynamic_batch: bool
-    opset: int | None
-    simplify: bool
-    report: Callable[[StageTime], None]
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    suffix: str
-    write: Callable[[_Job, Path], dict]  # returns details for the manifest
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The exporters are chatty (progress prints, deprecation and tracer warnings): users see our stage lines."""
-    sink = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.fx")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _write_torchscript(job: _Job, path: Path) -> dict:
-    # TorchScript is deprecated upstream (torch.export / pt2 is its successor) but it is still what many mobile
-    # runtimes load; trace + freeze gives a self-contained module that reloads with torch.jit.load.
-    with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(job.fused, job.example, check_trace=False)
-        frozen = torch.jit.freeze(traced.eval())
-        torch.jit.save(frozen, str(path), _extra_files={TORCHSCRIPT_EXTRA_FILE: job.metadata.to_json()})
-    return {}
-
-
-def _write_pt2(job: _Job, path: Path) -> dict:
-    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if job.dynamic_batch else None
-    with _quiet(), torch.no_grad():
-        program = torch.export.export(job.fused, (job.example,), dynamic_shapes=_dynamic_for(job.fused, dynamic))
-        torch.export.save(program, str(path), extra_files={TORCHSCRIPT_EXTRA_FILE: job.metadata.to_json()})
-    return {}
-
-
-def _dynamic_for(model: nn.Module, dynamic: dict | None) -> dict | None:
-    """dynamic_shapes keyed by the name of the model's forward argument (``x`` for torchvision models)."""
-    if dynamic is None:
-        return None
-    import inspect
-
-    params = [p for p in inspect.signature(model.forward).parameters if p != "self"]
-    return {params[0]: dynamic["x"]}
-
-
-def _write_onnx(job: _Job, path: Path) -> dict:
-    import onnx
-
-    started = time.perf_counter()
-    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if job.dynamic_batch else None
-    with _quiet(), torch.no_grad():
-        torch.onnx.export(
-            job.fused,
-            (job.example,),
-            str(path),
-            dynamo=True,
-            external_data=False,
-            input_names=[job.metadata.input_name],
-            output_names=[job.metadata.output_name],
-            opset_version=job.opset,
-            dynamic_shapes=_dynamic_for(job.fused, dynamic),
-            optimize=True,
-        )
-    model = onnx.load(str(path))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    onnx.checker.check_model(model, full_check=True)
-    job.report(StageTime("onnx", time.perf_counter() - started, f"opset {opset}, {len(model.graph.node)} nodes"))
-
-    details: dict = {"opset": opset, "nodes_exported": len(model.graph.node)}
-    if job.simplify:
-        started = time.perf_counter()
-        model, outcome = _simplify(model, job)
-        details["simplify"] = outcome
-        job.report(StageTime("simplify", time.perf_counter() - started, outcome))
-    bn = sum(n.op_type == "BatchNormalization" for n in model.graph.node)
-    if bn:
-        raise ExportFailed(f"{bn} BatchNormalization nodes survived fusion in the ONNX graph; please report this model")
-    metadata = replace(job.metadata, opset=opset)
-    del model.metadata_props[:]
-    for key, value in metadata.to_props().items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-    details["nodes"] = len(model.graph.node)
-    return details
-
-
-def _simplify(model, job: _Job):  # -> (ModelProto, str)
-    """onnxsim, re-checked; a simplification that fails or changes nothing is reported, never fatal."""
-    import onnx
-    import onnxsim
-
-    before = len(model.graph.node)
-    shape = [1, *job.example.shape[1:]]
-    try:
-        with _quiet():
-            simplified, ok = onnxsim.simplify(model, test_input_shapes={job.metadata.input_name: shape})
-        if not ok:
-            return model, "skipped: onnxsim's own check failed, kept the exported graph"
-        onnx.checker.check_model(simplified, full_check=True)
-    except Exception as exc:  # onnxsim raises many types; a failed optimisation must not fail the export
-        return model, f"skipped: onnxsim failed ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''})"
-    after = len(simplified.graph.node)
-    if after == before:
-        return simplified, f"no change ({before} nodes)"
-    return simplified, f"{before} -> {after} nodes"
-
-
-FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", ".onnx", _write_onnx),
-    "torchscript": Format("torchscript", ".pt", _write_torchscript),
-    "pt2": Format("pt2", ".pt2", _write_pt2),
-}
-
-
 # --- self-check ---------------------------------------------------------------------------------------------------
 
 
-def self_check(
-    files: dict[str, Path], reference: nn.Module, metadata: Metadata, batches: tuple[int, ...]
-) -> tuple[CheckResult, ...]:
+def self_check(files: dict[str, Path], reference: "nn.Module", metadata: Metadata,
+               batches: tuple[int, ...]) -> tuple[CheckResult, ...]:
     """Verify each artifact against the unfused eager reference with ``edgekit verify``'s own code and tolerances.
 
     One result per (file, batch): the worst max|err| over verify's input cases at that batch, ``ok`` only when
@@ -294,145 +183,6 @@ def self_check(
     return tuple(results)
 
 
-# --- atomic writes ------------------------------------------------------------------------------------------------
-
-
-def _prepare_out_dir(out_dir: Path, stem: str) -> list[Path]:
-    """Create ``out_dir`` if needed or explain why it cannot be used; returns the folders created, deepest first.
-
-    A folder holding another export's manifest (another model, alpha or res) is refused: writing there would
-    replace that export's manifest and leave its files undescribed. Re-exporting the same stem replaces it.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadArgument(f"output path {str(out_dir)!r} is a file, not a folder; choose another --out")
-    manifest = out_dir / MANIFEST
-    if manifest.exists():
-        try:
-            old = json.loads(manifest.read_text())
-            ours = old.get("generator", "").startswith("edgekit")
-            old_stem = old.get("stem") or stem_for(old["model"], float(old["alpha"]), int(old["res"]))
-        except (ValueError, OSError, AttributeError, KeyError, TypeError):
-            ours, old_stem = False, None
-        if not ours:
-            raise BadArgument(
-                f"{str(out_dir)!r} already holds a {MANIFEST} that edgekit did not write; choose another --out"
-            )
-        if old_stem != stem:
-            raise BadArgument(
-                f"{str(out_dir)!r} holds the export of {old_stem}; export {stem} to another --out "
-                f"(or delete that folder first)"
-            )
-    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=STAGING_PREFIX, delete=True)
-        probe.close()
-    except OSError as exc:
-        raise ExportFailed(
-            f"cannot write to output folder {str(out_dir)!r} ({exc.strerror or exc}); choose a writable --out"
-        ) from None
-    return created
-
-
-@contextlib.contextmanager
-def _folder_lock(out_dir: Path) -> Iterator[None]:
-    """Exclusive POSIX lock on the output folder itself while files are moved into place (no lock file left)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: renames are still atomic one by one
-        yield
-        return
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-@contextlib.contextmanager
-def _no_interrupt() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while files are renamed into place, so a Ctrl-C cannot leave a mixed set.
-
-    Python-level handlers that only record the signal: ``pthread_sigmask`` would block it for this thread alone, and
-    a signal delivered to one of ONNX Runtime's or OpenMP's threads still interrupts the main one. A held signal is
-    raised again, to the handler that was there before, once the renames are done.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler is not None:  # None: installed outside Python, cannot be restored; leave it alone
-            previous[signum] = signal.signal(signum, lambda s, _frame: held.append(s))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if held:
-        signal.raise_signal(held[0])
-
-
-@contextlib.contextmanager
-def _interrupts_remembered() -> Iterator[list[int]]:
-    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered.
-
-    Python swallows an exception raised inside a finalizer (``__del__``, weakref callbacks: the exporters run many),
-    so a KeyboardInterrupt can vanish there; the export checks the remembered flag between stages and before it
-    commits, so a Ctrl-C is never lost. Only Python's own default handler is wrapped; a caller's handler is left alone.
-    """
-    remembered: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield remembered
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        remembered.append(signum)
-        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield remembered
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _remove_stale_staging(out_dir: Path) -> None:
-    """Staging folders of exports that were killed outright (SIGKILL, power loss) and could not clean up."""
-    for path in out_dir.glob(f"{STAGING_PREFIX}*"):
-        pid_text = path.name[len(STAGING_PREFIX):].split("-", 1)[0]
-        try:
-            os.kill(int(pid_text), 0)
-            continue  # that export is still running
-        except (ValueError, ProcessLookupError):
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            continue  # alive, owned by someone else
-
-
-def _commit(staging: Path, out_dir: Path, names: list[str]) -> None:
-    """Move staged files into place, manifest last: the manifest always describes a complete set.
-
-    Files the replaced export listed in its manifest but this one did not write (another format set) are removed
-    after the new manifest is in place, so the folder never holds a stale model the manifest does not describe.
-    Files edgekit did not list are never touched.
-    """
-    with _folder_lock(out_dir), _no_interrupt():
-        stale: set[str] = set()
-        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
-            old = json.loads((out_dir / MANIFEST).read_text())
-            stale = {Path(str(f["name"])).name for f in old.get("files", [])} - set(names) - {MANIFEST}
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-        for name in stale:
-            with contextlib.suppress(OSError):
-                (out_dir / name).unlink()
-
-
 # --- the main entry point -----------------------------------------------------------------------------------------
 
 
@@ -440,12 +190,8 @@ def default_out_dir(name: str, alpha: float, res: int) -> Path:
     return Path("exports") / stem_for(name, alpha, res)
 
 
-def stem_for(name: str, alpha: float, res: int) -> str:
-    return f"{name}_a{alpha:g}_r{res}"
-
-
 def export(
-    name_or_module: str | nn.Module,
+    name_or_module: "str | nn.Module",
     *,
     alpha: float = 1.0,
     res: int | None = None,
@@ -458,19 +204,154 @@ def export(
     Nothing is left behind on failure: files appear in ``out_dir`` only when everything succeeded. A module passed
     in is exported in eval mode and handed back in the mode it came in.
     """
-    with _interrupts_remembered() as interrupted:
+    import torch.nn as nn
+
+    from .modes import eval_mode
+
+    with interrupts_remembered() as interrupted:
         if isinstance(name_or_module, nn.Module):
-            modes = {m: m.training for m in name_or_module.modules()}
-            try:
-                return _export(name_or_module.eval(), alpha, res, out_dir, options, on_progress, interrupted)
-            finally:
-                for module, training in modes.items():
-                    module.training = training
+            with eval_mode(name_or_module):
+                return _export(name_or_module, alpha, res, out_dir, options, on_progress, interrupted)
         return _export(name_or_module, alpha, res, out_dir, options, on_progress, interrupted)
 
 
+@dataclass
+class _Built:
+    """The model to export and everything the metadata and manifest say about it."""
+
+    reference: Any
+    name: str
+    alpha: float
+    res: int
+    num_classes: int
+    mean: tuple
+    std: tuple
+    weights: str
+    seed: int | None
+    weights_sha: str | None
+    params: int
+    macs: int
+
+
+def _build(name_or_module: Any, alpha: float, res: int | None, options: ExportOptions) -> _Built:
+    import torch
+    import torch.nn as nn
+
+    from .complexity import count_complexity, info
+    from .guards import check_memory
+    from .models import build_model, check_alpha, check_res
+    from .registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
+
+    alpha = check_alpha(alpha)
+    if isinstance(name_or_module, nn.Module):
+        if res is None:
+            raise BadArgument("exporting a module needs res=<pixels>")
+        if isinstance(res, bool) or not isinstance(res, int) or res < 1:
+            raise BadArgument(f"res must be a positive number of pixels, got {res!r}")
+        reference = name_or_module
+        with torch.no_grad():  # the module's own class count; options.num_classes only sizes models we build
+            num_classes = int(reference(torch.zeros(1, 3, res, res)).shape[-1])
+        params, macs, _ = count_complexity(reference, res, with_stages=False)
+        return _Built(reference, type(reference).__name__.lower(), alpha, res, num_classes, IMAGENET_MEAN,
+                      IMAGENET_STD, "module", None, None, params, macs)
+    spec = get_spec(name_or_module)
+    res = check_res(spec, res)
+    check_memory(spec.name, alpha, res, 2 if options.dynamic_batch else 1, what=f"exporting {spec.name}")
+    reference, source = build_model(spec.name, alpha=alpha, num_classes=options.num_classes, weights=options.weights,
+                                    seed=options.seed)
+    model_info = info(spec.name, alpha=alpha, res=res, num_classes=options.num_classes)
+    return _Built(reference, spec.name, alpha, res, options.num_classes, spec.mean, spec.std, source.describe(),
+                  source.seed, source.sha256, model_info.params, model_info.macs)
+
+
+def _metadata(built: _Built, options: ExportOptions, bn_folded: int) -> Metadata:
+    import torch
+
+    from .formats.onnx import onnx_version
+
+    return Metadata(
+        model=built.name, alpha=built.alpha, res=built.res, num_classes=built.num_classes, weights=built.weights,
+        seed=built.seed, weights_sha256=built.weights_sha,
+        input_shape=("batch" if options.dynamic_batch else 1, 3, built.res, built.res),
+        dynamic_batch=options.dynamic_batch, mean=tuple(built.mean), std=tuple(built.std), params=built.params,
+        macs=built.macs, bn_folded=bn_folded, edgekit_version=__version__, torch_version=torch.__version__,
+        onnx_version=onnx_version(),
+    )
+
+
+def _write_formats(job: WriteJob, staging: Path, stem: str, formats: tuple[str, ...],
+                   stage: Callable[[StageTime], None]) -> tuple[dict[str, Path], dict[str, dict]]:
+    """Each selected format's writer, in table order; a writer that fails is one line naming the format."""
+    written: dict[str, Path] = {}
+    details: dict[str, dict] = {}
+    for name in formats:
+        fmt: Format = FORMATS[name]
+        started = time.perf_counter()
+        path = staging / f"{stem}{fmt.suffix}"
+        reported: list[str] = []
+
+        def report(stage_name: str, seconds: float, detail: str = "", _seen: list = reported) -> None:
+            _seen.append(stage_name)
+            stage(StageTime(stage_name, seconds, detail))
+
+        try:
+            details[name] = fmt.write(replace(job, report=report), path) or {}
+        except (EdgekitError, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            raise write_error(exc, f"the {name} file", ExportFailed) from None
+        except Exception as exc:  # noqa: BLE001 - an exporter failure is a one-line error naming the format
+            raise ExportFailed(f"{name} export of {job.metadata.model} failed: {first_line(exc)}; try --format "
+                               f"without {name}") from exc
+        written[name] = path
+        for companion in fmt.companions(path):
+            details[name].setdefault("companions", []).append(companion.name)
+        if not reported:
+            stage(StageTime(name, time.perf_counter() - started, path.name))
+    return written, details
+
+
+def _manifest(built: _Built, stem: str, options: ExportOptions, written: dict[str, Path], details: dict[str, dict],
+              fuse_report: FuseReport, checks: tuple[CheckResult, ...], stages: list[StageTime],
+              total_started: float, metadata: Metadata) -> dict:
+    import torch
+
+    from .formats.onnx import onnx_version
+
+    files = []
+    for fmt, p in written.items():
+        extra = {k: v for k, v in details.get(fmt, {}).items() if k != "companions"}
+        files.append({"format": fmt, "name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p), **extra})
+        for companion in details.get(fmt, {}).get("companions", []):
+            c = p.parent / companion
+            files.append({"format": f"{fmt} sidecar", "name": companion, "bytes": c.stat().st_size,
+                          "sha256": sha256_file(c)})
+    return {
+        "generator": f"edgekit {__version__}",
+        "stem": stem,
+        "model": built.name,
+        "alpha": built.alpha,
+        "res": built.res,
+        "num_classes": built.num_classes,
+        "input": {"name": metadata.input_name, "shape": list(metadata.input_shape), "layout": "NCHW",
+                  "mean": list(built.mean), "std": list(built.std)},
+        "weights": built.weights,
+        "seed": built.seed,
+        "params": built.params,
+        "macs": built.macs,
+        "files": files,
+        "fusion": fuse_report.to_dict(),
+        "checks": [c.to_dict() for c in checks],
+        "options": options.to_dict(),
+        "stages": [{"name": s.name, "seconds": round(s.seconds, 3), "detail": s.detail} for s in stages],
+        "total_seconds": round(time.perf_counter() - total_started, 3),
+        "versions": {"edgekit": __version__, "torch": torch.__version__, "onnx": onnx_version(),
+                     "onnxruntime": _ort_version(), "python": platform.python_version()},
+    }
+
+
 def _export(
-    name_or_module: str | nn.Module,
+    name_or_module: Any,
     alpha: float,
     res: int | None,
     out_dir: str | os.PathLike | None,
@@ -478,148 +359,66 @@ def _export(
     on_progress: Callable[[StageTime], None] | None,
     interrupted: list[int],
 ) -> ExportResult:
-    from .complexity import count_complexity
-    from .guards import check_memory
-    from .models import build_model, check_alpha, check_res
-    from .registry import get_spec
+    import torch
 
     options = options or ExportOptions()
     stages: list[StageTime] = []
 
     def report(stage: StageTime) -> None:
-        if interrupted:  # a Ctrl-C that a finalizer swallowed during this stage
-            raise KeyboardInterrupt
+        if interrupted:  # a signal that a finalizer swallowed during this stage
+            raise Terminated() if signal.SIGTERM in interrupted else KeyboardInterrupt
         stages.append(stage)
         if on_progress is not None:
             on_progress(stage)
 
-    total_started = time.perf_counter()
-    started = time.perf_counter()
-    if isinstance(name_or_module, nn.Module):
-        if res is None:
-            raise BadArgument("exporting a module needs res=<pixels>")
-        reference = name_or_module
-        name = type(reference).__name__.lower()
-        alpha = check_alpha(alpha)
-        if isinstance(res, bool) or not isinstance(res, int) or res < 1:
-            raise BadArgument(f"res must be a positive number of pixels, got {res!r}")
-        with torch.no_grad():  # the module's own class count; options.num_classes only sizes models we build
-            num_classes = int(reference(torch.zeros(1, 3, res, res)).shape[-1])
-        mean, std = Metadata.__dataclass_fields__["mean"].default, Metadata.__dataclass_fields__["std"].default
-        weights_desc, seed, weights_sha = "module", None, None
-        params, macs, _ = count_complexity(reference, res, with_stages=False)
-    else:
-        spec = get_spec(name_or_module)
-        name = spec.name
-        num_classes = options.num_classes
-        alpha = check_alpha(alpha)
-        res = check_res(spec, res)
-        check_memory(name, alpha, res, 2 if options.dynamic_batch else 1, what=f"exporting {name}")
-        mean, std = spec.mean, spec.std
-        reference, source = build_model(
-            name, alpha=alpha, num_classes=options.num_classes, weights=options.weights, seed=options.seed
-        )
-        weights_desc, seed, weights_sha = source.describe(), source.seed, source.sha256
-        from .complexity import info
+    total_started = started = time.perf_counter()
+    _check_formats_available(options.formats)
+    built = _build(name_or_module, alpha, res, options)
+    out = check_output_folder(out_dir, "--out") if out_dir is not None else default_out_dir(built.name, built.alpha,
+                                                                                         built.res)
+    stem = stem_for(built.name, built.alpha, built.res)
+    report(StageTime("build", time.perf_counter() - started,
+                     f"{built.name} alpha {built.alpha:g} res {built.res}, weights {built.weights}"))
 
-        model_info = info(name, alpha=alpha, res=res, num_classes=options.num_classes)
-        params, macs = model_info.params, model_info.macs
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(name, alpha, res)
-    stem = stem_for(name, alpha, res)
-    report(StageTime("build", time.perf_counter() - started, f"{name} alpha {alpha:g} res {res}, weights {weights_desc}"))
-
-    created = _prepare_out_dir(out_dir, stem)
+    created = _prepare_out_dir(out, stem)
     staging: Path | None = None
     try:
-        _remove_stale_staging(out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
+        _remove_stale_staging(out)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
         started = time.perf_counter()
-        fused, fuse_report = fuse(reference, res=res)
+        fused, fuse_report = fuse(built.reference, res=built.res)
         report(StageTime("fuse", time.perf_counter() - started, fuse_report.describe()))
 
         batch = 2 if options.dynamic_batch else 1  # batch 2: torch.export specialises an example batch of 1
-        example = torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(0))
-        import onnx
-
-        metadata = Metadata(
-            model=name,
-            alpha=alpha,
-            res=res,
-            num_classes=num_classes,
-            weights=weights_desc,
-            seed=seed,
-            weights_sha256=weights_sha,
-            input_shape=("batch" if options.dynamic_batch else 1, 3, res, res),
-            dynamic_batch=options.dynamic_batch,
-            mean=tuple(mean),
-            std=tuple(std),
-            params=params,
-            macs=macs,
-            bn_folded=fuse_report.bn_folded,
-            edgekit_version=__version__,
-            torch_version=torch.__version__,
-            onnx_version=onnx.__version__,
-        )
-        job = _Job(fused, example, metadata, options.dynamic_batch, options.opset, options.simplify, report)
-        written: dict[str, Path] = {}
-        details: dict[str, dict] = {}
-        for fmt in options.formats:
-            started = time.perf_counter()
-            spec_fmt = FORMATS[fmt]
-            path = staging / f"{stem}{spec_fmt.suffix}"
-            try:
-                details[fmt] = spec_fmt.write(job, path)
-            except EdgekitError:
-                raise
-            except Exception as exc:
-                first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-                raise ExportFailed(f"{fmt} export of {name} failed: {first}; try --format without {fmt}") from exc
-            written[fmt] = path
-            if fmt != "onnx":  # the ONNX writer reports its own stages (onnx, simplify)
-                report(StageTime(fmt, time.perf_counter() - started, path.name))
+        example = torch.randn(batch, 3, built.res, built.res, generator=torch.Generator().manual_seed(0))
+        metadata = _metadata(built, options, fuse_report.bn_folded)
+        job = WriteJob(fused, example, metadata, options, lambda *a: None)
+        written, details = _write_formats(job, staging, stem, options.formats, report)
 
         checks: tuple[CheckResult, ...] = ()
         if options.verify:
             started = time.perf_counter()
-            checks = self_check(written, reference, metadata, (1, 4) if options.dynamic_batch else (1,))
+            checks = self_check(written, built.reference, metadata, (1, 4) if options.dynamic_batch else (1,))
             worst = max(checks, key=lambda c: c.max_abs_err)
             report(StageTime("check", time.perf_counter() - started,
-                             f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: worst max|err| {worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})"))
+                             f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: worst max|err| "
+                             f"{worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})"))
             failed = [c for c in checks if not c.ok]
             if failed:
                 c = failed[0]
                 raise ExportFailed(f"self-check of the {c.format} file failed ({c.detail}); nothing was written")
 
-        manifest = {
-            "generator": f"edgekit {__version__}",
-            "stem": stem,
-            "model": name,
-            "alpha": alpha,
-            "res": res,
-            "num_classes": num_classes,
-            "input": {"name": metadata.input_name, "shape": list(metadata.input_shape), "layout": "NCHW",
-                      "mean": list(mean), "std": list(std)},
-            "weights": weights_desc,
-            "seed": seed,
-            "params": params,
-            "macs": macs,
-            "files": [
-                {"format": fmt, "name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p), **details.get(fmt, {})}
-                for fmt, p in written.items()
-            ],
-            "fusion": fuse_report.to_dict(),
-            "checks": [c.to_dict() for c in checks],
-            "options": options.to_dict(),
-            "stages": [{"name": s.name, "seconds": round(s.seconds, 3), "detail": s.detail} for s in stages],
-            "total_seconds": round(time.perf_counter() - total_started, 3),
-            "versions": {"edgekit": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                         "onnxruntime": _ort_version(), "python": platform.python_version()},
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        names = [p.name for p in written.values()] + [MANIFEST]
+        manifest = _manifest(built, stem, options, written, details, fuse_report, checks, stages, total_started,
+                             metadata)
+        try:
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        except OSError as exc:
+            raise write_error(exc, f"the manifest in {str(out)!r}", ExportFailed) from None
+        names = [p.name for p in written.values()] + [
+            c for d in details.values() for c in d.get("companions", [])] + [MANIFEST]
         if interrupted:
-            raise KeyboardInterrupt
-        _commit(staging, out_dir, names)
+            raise Terminated() if signal.SIGTERM in interrupted else KeyboardInterrupt
+        _commit(staging, out, names)
     except BaseException:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -628,9 +427,20 @@ def _export(
                 folder.rmdir()
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    files = {fmt: out_dir / p.name for fmt, p in written.items()}
-    files["manifest"] = out_dir / MANIFEST
-    return ExportResult(out_dir, files, tuple(stages), fuse_report, checks, manifest)
+    files = {fmt: out / p.name for fmt, p in written.items()}
+    files["manifest"] = out / MANIFEST
+    return ExportResult(out, files, tuple(stages), fuse_report, checks, manifest)
+
+
+def _check_formats_available(formats: tuple[str, ...]) -> None:
+    """A format whose optional dependency is missing fails before any work, naming the extra."""
+    from .errors import MissingExtra
+
+    for name in formats:
+        fmt = FORMATS[name]
+        if not fmt.available():
+            raise MissingExtra(f"--format {name} needs the optional package {fmt.requires!r}, which is not "
+                               f"installed; install it with: pip install -e '.[{fmt.extra}]'")
 
 
 def _ort_version() -> str:
@@ -640,3 +450,7 @@ def _ort_version() -> str:
         return onnxruntime.__version__
     except ImportError:
         return "not installed"
+
+
+__all__ = ["export", "ExportOptions", "ExportResult", "StageTime", "CheckResult", "FORMATS", "Format", "MANIFEST",
+           "STAGING_PREFIX", "self_check", "stem_for", "default_out_dir", "Terminated", "interrupts_remembered"]

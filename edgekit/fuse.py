@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .modes import eval_mode
+
 #: seed of the inputs the fused model is compared on (the same seed in every run, so reports are reproducible)
 FUSE_CHECK_SEED = 0
 
@@ -78,14 +80,9 @@ def fuse(model: nn.Module, *, res: int = 224) -> tuple[nn.Module, FuseReport]:
 
     # The comparison needs the original in eval mode (BN on running statistics); its mode is restored even when
     # the forward raises, so the caller's module is never left changed.
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        x = seeded_input(res)
+    x = seeded_input(res)
+    with eval_mode(model):
         out_ref = model(x)
-    finally:
-        for module, training in modes.items():
-            module.training = training
     out_fused = fused(x)
     report = FuseReport(
         bn_total=len(all_bns),

@@ -1,18 +1,17 @@
-"""Resource guards: refuse a resolution or batch that would swap the machine, with an estimate of what it needs.
+"""Resource guards: refuse a resolution, batch or input that would swap the machine, with an estimate of its size.
 
-The estimate costs nothing: the model is built on PyTorch's ``meta`` device (shapes only, no storage) and one
-forward pass propagates shapes, so even an absurd request is sized without allocating it.
+One guard for every command that builds inputs or models (export, verify, bench, eval, quantize, sweep). The model
+estimate costs nothing: the model is built on PyTorch's ``meta`` device (shapes only, no storage) and one forward
+pass propagates shapes, so even an absurd request is sized without allocating it.
 """
 
 from __future__ import annotations
 
 import os
 
-import torch
-import torch.nn as nn
+from typing import Sequence
 
 from .errors import ResourceLimit
-from .registry import get_spec
 
 _BYTES_PER_FLOAT = 4
 #: Inference keeps a layer's input and output alive; runtimes add workspace and arena slack on top.
@@ -36,11 +35,15 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-@torch.no_grad()
 def estimate_inference_bytes(name: str, alpha: float, res: int, batch: int = 1, num_classes: int = 1000) -> int:
     """Rough peak memory of one inference: weights + the largest layer input+output, times runtime slack."""
+    import torch
+    import torch.nn as nn
+
+    from .registry import get_spec
+
     spec = get_spec(name)
-    with torch.device("meta"):
+    with torch.device("meta"), torch.no_grad():
         model = spec.builder(alpha, num_classes).eval()
         peak = 0
 
@@ -61,15 +64,33 @@ def estimate_inference_bytes(name: str, alpha: float, res: int, batch: int = 1, 
     return int((weights + peak * batch) * _BYTES_PER_FLOAT * _SLACK)
 
 
-def check_memory(name: str, alpha: float, res: int, batch: int = 1, *, what: str = "this run") -> None:
-    """Raise ResourceLimit when ``batch`` images at ``res`` would need more memory than the machine can give."""
+def check_bytes(needed: float, what: str, fix: str) -> None:
+    """Raise ResourceLimit when ``needed`` bytes exceed the share of memory edgekit allows itself."""
     available = available_memory_bytes()
     if available is None:
         return
-    needed = estimate_inference_bytes(name, alpha, res, batch)
     if needed > _SHARE_OF_AVAILABLE * available:
         gib = 1024**3
         raise ResourceLimit(
-            f"{what} would need about {needed / gib:.1f} GiB of memory ({name} alpha {alpha:g}, res {res}, batch {batch}) "
-            f"but only {available / gib:.1f} GiB is available; use a smaller --res or --batch"
+            f"{what} would need about {needed / gib:.1f} GiB of memory but only {available / gib:.1f} GiB is "
+            f"available; {fix}"
         )
+
+
+def check_memory(name: str, alpha: float, res: int, batch: int = 1, *, what: str = "this run") -> None:
+    """Raise ResourceLimit when ``batch`` images at ``res`` would need more memory than the machine can give."""
+    if available_memory_bytes() is None:
+        return
+    needed = estimate_inference_bytes(name, alpha, res, batch)
+    check_bytes(needed, f"{what} ({name} alpha {alpha:g}, res {res}, batch {batch})", "use a smaller --res or --batch")
+
+
+def check_tensor_bytes(shapes: Sequence[Sequence[int]], itemsize: int, what: str, fix: str) -> None:
+    """Guard for inputs synthesised from a file's declared shape (which may be absurd or hostile)."""
+    total = 0.0
+    for shape in shapes:
+        count = 1.0
+        for dim in shape:
+            count *= float(dim)
+        total += count * itemsize
+    check_bytes(total * _SLACK, what, fix)

@@ -7,18 +7,26 @@ alias twice is a programming error and raises immediately.
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Callable
 
 from .errors import UnknownModel
 
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+#: Ranges of the numbers that describe a model, checked wherever they are parsed (flags, presets, file metadata).
+MAX_ALPHA = 4.0
+MAX_RES = 2048
+MAX_NUM_CLASSES = 100_000
+
+#: The normalization every ImageNet-trained model of the zoo expects (torchvision's); the one definition.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: builder(alpha, num_classes) -> nn.Module in train mode with default init; edgekit.get_model seeds and evaluates it.
-Builder = Callable[[float, int], nn.Module]
+Builder = Callable[[float, int], "nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,9 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def _ensure_loaded() -> None:
-    # Importing edgekit.models registers every built-in family.
-    from . import models  # noqa: F401
+    # The built-in families register themselves when edgekit.models is imported; the registry loads them on first
+    # lookup by name (a plug-in load, so this module has no import of the models and no cycle with them).
+    importlib.import_module(f"{__package__}.models")
 
 
 def list_models() -> list[str]:

@@ -24,6 +24,8 @@ from typing import Any, Callable, Sequence
 
 from .bench import BenchOptions, BenchReport, bench
 from .errors import BadArgument, EdgekitError
+from .files import atomic_write
+from .parsing import parse_int, parse_list
 
 #: progress(index, total, alpha, res, stage, report): stage is "export", "bench" or "done" (report set on "done").
 SweepProgress = Callable[[int, int, float, int, str, "BenchReport | None"], None]
@@ -55,19 +57,6 @@ def pareto_front(latency_ms: Sequence[float], macs: Sequence[float]) -> list[int
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
-def _parse_list(values: object, what: str, example: str) -> list[str]:
-    if isinstance(values, str):
-        items = [v.strip() for v in values.split(",")]
-    elif isinstance(values, (int, float)):
-        items = [str(values)]
-    else:
-        items = [str(v).strip() for v in values]  # type: ignore[union-attr]
-    items = [v for v in items if v]
-    if not items:
-        raise BadArgument(f"{what} is empty; pass e.g. {example}")
-    return items
-
-
 @dataclass(frozen=True)
 class SweepOptions:
     """The grid and how each point is benchmarked. ``alphas``/``resolutions`` accept sequences or "0.5,0.75"
@@ -85,16 +74,11 @@ class SweepOptions:
     def __post_init__(self) -> None:
         from .models import check_alpha
 
-        alphas = [check_alpha(a) for a in _parse_list(self.alphas, "the list of alphas", "--alphas 0.5,0.75,1.0")]
-        resolutions = []
-        for r in _parse_list(self.resolutions, "the list of resolutions", "--res 160,192,224"):
-            try:
-                value = float(r)
-            except ValueError:
-                value = float("nan")
-            if not value == value or value != int(value) or value < 1:
-                raise BadArgument(f"resolution {r!r} is not a whole number of pixels; pass e.g. --res 160,192,224")
-            resolutions.append(int(value))
+        alphas = [check_alpha(a) for a in parse_list(self.alphas, "the list of alphas", "--alphas 0.5,0.75,1.0")]
+        from .registry import MAX_RES
+
+        resolutions = [parse_int(r, f"resolution {r!r}", lo=1, hi=MAX_RES, example="--res 160,192,224")
+                       for r in parse_list(self.resolutions, "the list of resolutions", "--res 160,192,224")]
         object.__setattr__(self, "alphas", tuple(sorted(set(alphas))))
         object.__setattr__(self, "resolutions", tuple(sorted(set(resolutions))))
         if len(self.alphas) * len(self.resolutions) > MAX_GRID_POINTS:
@@ -319,22 +303,6 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Temp file in the destination folder, then rename: a failed run never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_csv(points: Sequence[SweepPoint], path: Path) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -349,7 +317,7 @@ def write_csv(points: Sequence[SweepPoint], path: Path) -> Path:
                 p.provider, p.threads, p.batch, p.iterations, round(p.export_s, 2), round(p.bench_s, 2), p.onnx or "",
             ]
         )  # fmt: skip
-    return _atomic_write(path, buffer.getvalue().encode())
+    return atomic_write(path, buffer.getvalue().encode())
 
 
 #: Where a label may go, relative to its point (offset points), tried in this order until one overlaps nothing.
@@ -438,7 +406,7 @@ def plot(points: Sequence[SweepPoint], front: Sequence[int], path: Path, *, titl
     _label_points(fig, ax, points, avoid=(legend, note))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return _atomic_write(path, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue())
 
 
 __all__ = ["SweepOptions", "SweepResult", "SweepPoint", "sweep", "pareto_front", "plot", "write_csv"]

@@ -8,7 +8,6 @@ fold that ignored the statistics, or a verifier that compared identity BNs, woul
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +15,28 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import BadArgument, BadWeights
+from .errors import BadArgument, BadWeights, first_line
+from .files import sha256_file  # noqa: F401  (re-exported: models and older callers import it from here)
+from .modes import eval_mode
+from .parsing import parse_int
 from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 DEFAULT_SEED = 0
+#: Seeds are stored in metadata and JSON; past 2**63 they stop being portable integers.
+MAX_SEED = 2**63 - 1
 _CALIBRATION_RES = 224  # stride-32 maps of 7x7: calibrating at 64 px (2x2 maps, mostly padding) under-sizes the late BNs
 _CALIBRATION_BATCH = 2
+_KINDS = ("seed", "imagenet", "file", "module")
 
 
 @dataclass(frozen=True)
-class WeightsSource:
-    """What a model was loaded from, as recorded in export metadata: ``kind`` is seed, imagenet or file."""
+class WeightsRef:
+    """Where a model's numbers come from, as one typed value: ``kind`` is seed, imagenet, file or module.
+
+    :meth:`describe` writes the string recorded in export metadata (``seed:0``, ``imagenet:mobilenet_v2``,
+    ``file:w.pth``, ``module``) and :meth:`parse` reads it (and what users type: ``imagenet``, a bare path) back:
+    the one pair every command uses.
+    """
 
     kind: str
     seed: int | None = None
@@ -38,19 +48,40 @@ class WeightsSource:
         if self.kind == "seed":
             return f"seed:{self.seed}"
         if self.kind == "imagenet":
-            return f"imagenet:{self.torchvision_name}"
+            return f"imagenet:{self.torchvision_name}" if self.torchvision_name else "imagenet"
+        if self.kind == "module":
+            return "module"
         return f"file:{self.path}"
+
+    @classmethod
+    def parse(cls, text: object, *, seed: int | None = None) -> "WeightsRef":
+        """``seed[:N]``, ``imagenet[:name]``, ``module``, ``file:PATH`` or a bare ``PATH``; ``seed`` overrides N."""
+        if not isinstance(text, (str, os.PathLike)):
+            raise BadArgument(f"weights must be seed:N, imagenet or a state_dict path, got {text!r}")
+        value = os.fspath(text).strip()
+        low = value.lower()
+        if low == "seed" or low.startswith("seed:"):
+            raw = value[5:] if ":" in value else str(DEFAULT_SEED)
+            if not raw.isdigit():
+                raise BadArgument(f"weights {value!r}: the seed must be a non-negative integer, as in seed:0")
+            number = check_seed(int(raw[:20]) if len(raw) <= 19 else MAX_SEED + 1)
+            return cls("seed", seed=check_seed(seed) if seed is not None else number)
+        if low == "imagenet" or low.startswith("imagenet:"):
+            return cls("imagenet", torchvision_name=value[9:] or None)
+        if low == "module":
+            return cls("module")
+        if low.startswith("file:"):
+            value = value[5:]
+        if not value:
+            raise BadArgument(f"weights {os.fspath(text)!r} is empty; use seed:N, imagenet or a state_dict path")
+        return cls("file", path=value)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+#: The name the first release used; kept for code that imported it.
+WeightsSource = WeightsRef
 
 
 def seed_model(model: nn.Module, seed: int = DEFAULT_SEED) -> None:
@@ -74,24 +105,21 @@ def seed_model(model: nn.Module, seed: int = DEFAULT_SEED) -> None:
             bn.weight.copy_(torch.empty_like(bn.weight).uniform_(0.5, 1.5, generator=gen))
             bn.bias.copy_(torch.randn(bn.bias.shape, generator=gen) * 0.2)
         momenta = [bn.momentum for bn in bns]
-        was_training = model.training
-        model.eval()  # dropout / stochastic depth off; only the BNs calibrate
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the calibration batches
-            bn.train()
-        # Calibrate on the inputs the model will be fed: standard normal and image-like (uniform [0,1] pixels,
-        # then ImageNet mean/std). Random deep nets in eval mode are very sensitive to the input distribution
-        # (MobileNetV3 logits grow 40x for inputs 1.26x wider than the calibration noise), so both are covered.
-        shape = (_CALIBRATION_BATCH, 3, _CALIBRATION_RES, _CALIBRATION_RES)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        model(torch.randn(shape, generator=gen))
-        model((torch.rand(shape, generator=gen) - mean) / std)
-        for bn, momentum in zip(bns, momenta):
-            bn.momentum = momentum
-            bn.eval()
-        model.train(was_training)
+        with eval_mode(model):  # dropout / stochastic depth off; only the BNs calibrate
+            for bn in bns:
+                bn.reset_running_stats()
+                bn.momentum = None  # cumulative average over the calibration batches
+                bn.train()
+            # Calibrate on the inputs the model will be fed: standard normal and image-like (uniform [0,1] pixels,
+            # then ImageNet mean/std). Random deep nets in eval mode are very sensitive to the input distribution
+            # (MobileNetV3 logits grow 40x for inputs 1.26x wider than the calibration noise), so both are covered.
+            shape = (_CALIBRATION_BATCH, 3, _CALIBRATION_RES, _CALIBRATION_RES)
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            model(torch.randn(shape, generator=gen))
+            model((torch.rand(shape, generator=gen) - mean) / std)
+            for bn, momentum in zip(bns, momenta):
+                bn.momentum = momentum
 
 
 def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -115,26 +143,40 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state_dict safely (``weights_only=True``: a pickle with code in it is refused, never run)."""
-    path = Path(path)
-    if not path.exists():
-        raise BadWeights(f"weights file {str(path)!r} does not exist; pass the path of a saved state_dict")
-    if path.is_dir():
-        raise BadWeights(f"weights path {str(path)!r} is a directory; pass the path of a saved state_dict file")
-    if path.stat().st_size == 0:
-        raise BadWeights(f"weights file {str(path)!r} is empty; pass a file written by torch.save(state_dict)")
+    from .files import check_input_file
+
+    path = check_input_file(path, "weights file", cls=BadWeights,
+                            hint="pass the path of a state_dict written by torch.save(model.state_dict(), PATH)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 120)
+        kind = _exported_model_kind(path)
+        if kind is not None:
+            raise BadWeights(
+                f"{str(path)!r} is an exported {kind} model, not a state_dict; --weights takes the state_dict the "
+                "model was trained to (torch.save(model.state_dict(), PATH)); to check an export use 'edgekit verify'"
+            ) from None
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise BadWeights(
                 f"refused to load {str(path)!r}: it contains pickled Python objects, not only tensors "
                 "(loading it could run code); re-save it as torch.save(model.state_dict(), PATH)"
             ) from None
         raise BadWeights(
-            f"cannot read weights file {str(path)!r} ({first[:120]}); pass a file written by torch.save(state_dict)"
+            f"cannot read weights file {str(path)!r} ({first}); pass a file written by torch.save(state_dict)"
         ) from None
     return _unwrap_state_dict(obj, path)
+
+
+def _exported_model_kind(path: Path) -> str | None:
+    """'TorchScript', 'torch.export pt2', 'ONNX' or 'ExecuTorch' when ``path`` is an exported model, else None."""
+    from .formats import detect_format
+
+    try:
+        fmt = detect_format(path)
+    except Exception:  # noqa: BLE001 - not recognisable as any export: the caller reports it as a bad state_dict
+        return None
+    return fmt.title if fmt is not None else None
 
 
 def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str, name: str, alpha: float) -> None:
@@ -201,7 +243,7 @@ def load_imagenet_state_dict(spec: ModelSpec, alpha: float) -> tuple[dict[str, t
 def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BadArgument(f"seed must be a non-negative integer, got {seed!r}")
-    return seed
+    return parse_int(seed, "seed", lo=0, hi=MAX_SEED, example="0")
 
 
 def resolve_weights_path(raw: str, near: Path) -> Path:

@@ -39,6 +39,7 @@ from edgekit.metadata import Metadata
 from edgekit.report import to_json
 
 bench_module = importlib.import_module("edgekit.bench")  # `edgekit.bench` the attribute is the function
+ort_runtime = importlib.import_module("edgekit.runtimes.onnxruntime")  # provider checks live with the runtime
 
 FLOAT, INT64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 QUICK = dict(warmup=1, iters=3)
@@ -194,7 +195,7 @@ def test_silent_fallback_is_refused_when_only_availability_is_mocked(edgekit_onn
     """Pretend the CUDA EP is installed (the availability check is the only thing mocked): the real ONNX Runtime
     session then runs on CPU, which edgekit must see in get_providers() and refuse, instead of timing the CPU."""
     monkeypatch.setattr(
-        bench_module, "_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        ort_runtime, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
     events: list[str] = []
     with pytest.raises(ProviderUnavailable, match="runs on CPUExecutionProvider.*refusing to report CPUExecutionProvider numbers as CUDAExecutionProvider"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -159,7 +161,7 @@ def test_a_failure_mid_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch)
         raise RuntimeError("simulated crash while writing ONNX")
 
     # TorchScript is written first, then ONNX crashes: the staged .pt must not replace the good one.
-    monkeypatch.setitem(FORMATS, "onnx", FORMATS["onnx"].__class__("onnx", ".onnx", boom))
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], write=boom))
     with pytest.raises(ExportFailed, match="simulated crash"):
         export("mobilenet_v2", alpha=0.35, res=64, out_dir=folder, options=ExportOptions(formats=("torchscript", "onnx"), seed=7))
     assert _snapshot(folder) == before
@@ -169,7 +171,7 @@ def test_a_failure_mid_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch)
         path.write_bytes(b"half an onnx file")
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(FORMATS, "onnx", FORMATS["onnx"].__class__("onnx", ".onnx", interrupted))
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], write=interrupted))
     with pytest.raises(KeyboardInterrupt):
         export("mobilenet_v2", alpha=0.35, res=64, out_dir=folder, options=ExportOptions(formats=("torchscript", "onnx"), seed=7))
     assert _snapshot(folder) == before

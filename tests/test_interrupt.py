@@ -71,12 +71,13 @@ def test_sigint_mid_export_keeps_the_earlier_export(earlier):
 def test_crash_mid_write_keeps_the_earlier_export_and_the_next_export_cleans_up(earlier):
     folder, before, other = earlier
     crash = (
-        "import os, sys, edgekit\n"
-        "ex = sys.modules['edgekit.export']  # the module (edgekit.export is also the function)\n"
+        "import importlib, os, sys\n"
+        "ex = importlib.import_module('edgekit.export')  # the module (edgekit.export is also the function)\n"
         "def boom(job, path):\n"
         "    path.write_bytes(b'half an onnx')\n"
         "    os._exit(3)  # a hard crash: no exception handler, no cleanup\n"
-        "ex.FORMATS['onnx'] = ex.Format('onnx', '.onnx', boom)\n"
+        "import dataclasses\n"
+        "ex.FORMATS['onnx'] = dataclasses.replace(ex.FORMATS['onnx'], write=boom)\n"
         "ex.export('mobilenet_v2', alpha=0.35, res=64, out_dir=sys.argv[1],\n"
         "          options=ex.ExportOptions(formats=('torchscript', 'onnx'), weights=sys.argv[2]))\n"
     )
@@ -123,7 +124,9 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_export(earlier, monke
             pass
         return details
 
-    monkeypatch.setitem(export_module.FORMATS, "torchscript", real.__class__("torchscript", ".pt", write_then_lose_a_ctrl_c))
+    import dataclasses
+
+    monkeypatch.setitem(export_module.FORMATS, "torchscript", dataclasses.replace(real, write=write_then_lose_a_ctrl_c))
     with pytest.raises(KeyboardInterrupt):
         export("mobilenet_v2", alpha=0.35, res=64, out_dir=folder,
                options=ExportOptions(formats=("torchscript",), weights=str(other), simplify=False))

@@ -229,11 +229,11 @@ def test_cli_sweep_with_the_real_export(capsys, tmp_path):
 def test_reports_are_written_with_the_users_umask_not_private(tmp_path):
     import os
 
-    from edgekit.sweep import _atomic_write
+    from edgekit.files import atomic_write
 
     old = os.umask(0o022)
     try:
-        path = _atomic_write(tmp_path / "r.csv", b"a,b\n")
+        path = atomic_write(tmp_path / "r.csv", b"a,b\n")
     finally:
         os.umask(old)
     assert path.read_bytes() == b"a,b\n" and (path.stat().st_mode & 0o777) == 0o644

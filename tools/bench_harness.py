@@ -67,7 +67,8 @@ def bare_loop_p50(path: Path, threads: int, warmup: int, iters: int) -> tuple[fl
 
 def main(argv: list[str] | None = None) -> int:
     import edgekit
-    from edgekit.bench import BenchOptions, cpu_name, default_threads
+    from edgekit.bench import BenchOptions
+    from edgekit.bench.system import cpu_name, default_threads
 
     models = edgekit.list_models()
     default_model = "mobilenet_v3_large" if "mobilenet_v3_large" in models else "mobilenet_v2"

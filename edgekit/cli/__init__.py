@@ -6,7 +6,8 @@
   edgekit verify model.onnx                             numerical equivalence against the PyTorch reference
   edgekit bench model.onnx --provider cpu               latency / throughput on ONNX Runtime
 
-Exit codes: 0 ok, 1 failure (including verification failed), 2 usage error, 130 interrupted.
+Exit codes: 0 ok, 1 failure (including verification failed), 2 usage error, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -56,18 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: parse, dispatch, and turn user errors into one line on stderr."""
-    from ..errors import EdgekitError
+    from ..errors import EdgekitError, Terminated
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
+    previous = _handle_sigterm()
     try:
         code = args._run(args)
     except EdgekitError as exc:
         sys.stderr.write(f"edgekit {args.command}: error: {exc}\n")
         code = exc.exit_code
+    except Terminated:
+        sys.stderr.write(f"edgekit {args.command}: terminated (SIGTERM); nothing half-written was left behind\n")
+        code = Terminated.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"edgekit {args.command}: interrupted; nothing half-written was left behind\n")
         code = 130
@@ -76,8 +81,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
+    finally:
+        _restore_sigterm(previous)
     sys.stdout.flush()
     return int(code or 0)
+
+
+def _handle_sigterm() -> object:
+    """SIGTERM unwinds like Ctrl-C (every ``finally`` and cleanup runs), instead of killing the process mid-write."""
+    import signal
+    import threading
+
+    from ..errors import raise_terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, raise_terminated)
+        return previous or signal.SIG_DFL
+    return None
+
+
+def _restore_sigterm(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 
 
 def entry() -> None:

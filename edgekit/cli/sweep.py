@@ -19,6 +19,9 @@ from ._args import add_json_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..bench import BenchOptions
+    from ..options import add_arguments as add_options
+
     parser.add_argument("name", metavar="NAME", help="model name or alias (see 'edgekit models')")
     parser.add_argument("--alphas", required=True, metavar="A,A,...", help="width multipliers, comma-separated")
     parser.add_argument("--res", required=True, metavar="R,R,...", help="input resolutions, comma-separated")
@@ -27,13 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep-onnx", metavar="DIR", help="export into DIR and keep the files (default: a temporary folder)"
     )
     parser.add_argument("--weights", metavar="W", help="weights for every point: imagenet or a state_dict path (default: seeded)")
-    parser.add_argument("--provider", action="append", metavar="NAME", help="execution provider (default cpu)")
-    parser.add_argument("--threads", metavar="N", help="intra-op threads (default: the physical cores available)")
-    parser.add_argument("--batch", metavar="N", help="batch size (above 1, the exports get a symbolic batch; default 1)")
-    parser.add_argument("--warmup", default="10", metavar="N", help="warm-up runs per point (default 10)")
+    add_options(parser, BenchOptions, include=["providers", "threads", "batch", "warmup"],
+                overrides={"batch": {"help": "batch size (above 1, the exports get a symbolic batch; default 1)"},
+                           "warmup": {"help": "warm-up runs per point (default 10)"}})
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--iters", metavar="N", help="timed runs per point (default 100)")
-    group.add_argument("--duration", metavar="S", help="seconds of timed runs per point")
+    add_options(group, BenchOptions, include=["iters", "duration_s"],
+                overrides={"iters": {"help": "timed runs per point (default 100)"},
+                           "duration_s": {"help": "seconds of timed runs per point"}})
     parser.add_argument("--no-plot", action="store_true", help="write the CSV only (no matplotlib needed)")
     add_json_arg(parser)
 
@@ -43,17 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from ..report import table, to_json
     from ..sweep import SweepOptions, sweep
 
+    from ..options import given
+
     options = SweepOptions(
         alphas=args.alphas,
         resolutions=args.res,
-        bench=BenchOptions(
-            providers=tuple(args.provider or ["cpu"]),
-            threads=args.threads,
-            batch=args.batch,
-            warmup=args.warmup,
-            iters=args.iters,
-            duration_s=args.duration,
-        ),
+        bench=BenchOptions(**given(args, BenchOptions)),
         export_dir=args.keep_onnx,
         plot=not args.no_plot,
         weights=args.weights,

@@ -5,17 +5,18 @@ Each family module registers its names on import; the order here is the order of
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import torch.nn as nn
 
 from ..errors import BadArgument
-from ..registry import ModelSpec, get_spec, list_models
+from ..parsing import parse_float as _parse_float
+from ..parsing import parse_int
+from ..registry import MAX_ALPHA, MAX_NUM_CLASSES, MAX_RES, ModelSpec, get_spec, list_models
 from ..weights import (
     DEFAULT_SEED,
-    WeightsSource,
+    WeightsRef,
     apply_state_dict,
     check_seed,
     load_imagenet_state_dict,
@@ -24,23 +25,13 @@ from ..weights import (
     sha256_file,
 )
 
-MAX_ALPHA = 4.0
-MAX_RES = 2048
-
 # Registration order = listing order. Each import registers its models.
 from . import mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, efficientnet  # noqa: E402,F401
 
 
 def parse_float(value: object, what: str, example: str) -> float:
     """``value`` as a finite float, or BadArgument naming ``what`` and an ``example`` of a good value."""
-    if not isinstance(value, bool):
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            number = math.nan
-        if math.isfinite(number):
-            return number
-    raise BadArgument(f"{what} must be a finite number, got {value!r}; pass e.g. {example}")
+    return _parse_float(value, what, example=example)
 
 
 def check_alpha(alpha: object) -> float:
@@ -75,7 +66,7 @@ def check_res(spec: ModelSpec, res: object) -> int:
 def check_num_classes(num_classes: object) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise BadArgument(f"num_classes must be a positive integer, got {num_classes!r}")
-    return num_classes
+    return parse_int(num_classes, "num_classes", lo=1, hi=MAX_NUM_CLASSES, example="--num-classes 10")
 
 
 def build_model(
@@ -85,7 +76,7 @@ def build_model(
     num_classes: int = 1000,
     weights: str | os.PathLike | None = None,
     seed: int = DEFAULT_SEED,
-) -> tuple[nn.Module, WeightsSource]:
+) -> tuple[nn.Module, WeightsRef]:
     """Like :func:`get_model`, but also say where the weights came from (recorded in export metadata)."""
     spec = get_spec(name)
     alpha = check_alpha(alpha)
@@ -94,18 +85,18 @@ def build_model(
     model = spec.builder(alpha, num_classes)
     if weights is None:
         seed_model(model, seed)
-        source = WeightsSource(kind="seed", seed=seed)
+        source = WeightsRef(kind="seed", seed=seed)
     elif isinstance(weights, str) and weights.lower() == "imagenet":
         if num_classes != 1000:
             raise BadArgument("ImageNet weights have 1000 classes; drop --num-classes or load your own --weights PATH")
         state, tv_name = load_imagenet_state_dict(spec, alpha)
         apply_state_dict(model, state, f"torchvision's {tv_name} weights", spec.name, alpha)
-        source = WeightsSource(kind="imagenet", torchvision_name=tv_name)
+        source = WeightsRef(kind="imagenet", torchvision_name=tv_name)
     else:
         path = Path(weights)
         state = load_state_dict_file(path)
         apply_state_dict(model, state, f"weights file {str(path)!r}", spec.name, alpha)
-        source = WeightsSource(kind="file", path=str(path), sha256=sha256_file(path))
+        source = WeightsRef(kind="file", path=str(path), sha256=sha256_file(path))
     model.eval()
     return model, source
 

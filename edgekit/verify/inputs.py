@@ -1,0 +1,127 @@
+"""The inputs verify feeds: seeded cases that exercise the whole input range, or the user's own tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import BadArgument, first_line
+from .options import DEFAULT_INPUT_SEED
+
+
+@dataclass(frozen=True)
+class InputCase:
+    name: str
+    array: np.ndarray  # float32 NCHW
+
+    @property
+    def batch(self) -> int:
+        return int(self.array.shape[0])
+
+
+def make_inputs(
+    chw: tuple[int, int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    batches: Sequence[int],
+    seed: int = DEFAULT_INPUT_SEED,
+) -> list[InputCase]:
+    """The default seeded cases (see the module docstring): four kinds at batch 1, one mixed batch per size > 1."""
+    c, h, w = chw
+    rng = np.random.default_rng(seed)
+    mean_arr = np.asarray(mean if len(mean) == c else [0.0] * c, dtype=np.float32).reshape(1, c, 1, 1)
+    std_arr = np.asarray(std if len(std) == c else [1.0] * c, dtype=np.float32).reshape(1, c, 1, 1)
+
+    def normalize(pixels: np.ndarray) -> np.ndarray:
+        return ((pixels - mean_arr) / std_arr).astype(np.float32)
+
+    def kind(name: str, n: int) -> np.ndarray:
+        if name == "normal":
+            return rng.standard_normal((n, c, h, w), dtype=np.float32)
+        if name == "image":
+            return normalize(rng.uniform(0.0, 1.0, (n, c, h, w)).astype(np.float32))
+        if name == "gray":
+            return normalize(np.full((n, c, h, w), 0.5, dtype=np.float32))
+        yy, xx = np.indices((h, w))
+        board = ((yy + xx) % 2).astype(np.float32)
+        return normalize(np.broadcast_to(board, (n, c, h, w)).copy())
+
+    kinds = ("normal", "image", "gray", "checker")
+    cases: list[InputCase] = []
+    for batch in batches:
+        if batch == 1:
+            cases.extend(InputCase(k, kind(k, 1)) for k in kinds)
+        else:
+            samples = [kind(kinds[i % len(kinds)], 1) for i in range(batch)]
+            cases.append(InputCase(f"mixed_b{batch}", np.concatenate(samples, axis=0)))
+    return cases
+
+
+MAX_ARRAYS = 256
+
+
+def _check_npz_sizes(data: object, path: Path) -> None:
+    """Read each array's header (not its data): too many arrays, or more bytes than memory allows, are refused
+    before anything is decompressed (an .npz is a zip: a few KB can inflate to gigabytes)."""
+    from ..guards import check_tensor_bytes
+
+    names = list(data.files)  # type: ignore[attr-defined]
+    if len(names) > MAX_ARRAYS:
+        raise BadArgument(f"--inputs {path.name} holds {len(names)} arrays; pass at most {MAX_ARRAYS} cases")
+    fmt = np.lib.format
+    shapes = []
+    for name in names:
+        with data.zip.open(f"{name}.npy") as fh:  # type: ignore[attr-defined]
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _order, _dtype = read(fh)
+        shapes.append(tuple(shape))
+    # 8 bytes an element: the largest dtype we accept, and the float64 copy the comparison makes
+    check_tensor_bytes(shapes, 8, f"reading --inputs {path.name}", "pass fewer or smaller arrays")
+
+
+def load_inputs(path: Path, chw: tuple[int, int, int], fixed_batch: int | None) -> list[InputCase]:
+    """User tensors from an .npz (one case per array), shape-checked against the model's input."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            _check_npz_sizes(data, path)
+            arrays = {k: data[k] for k in data.files}
+    except BadArgument:
+        raise
+    except Exception as exc:
+        raise BadArgument(
+            f"cannot read --inputs {path.name} as an .npz ({first_line(exc, 80)}); write it with "
+            "numpy.savez(PATH, name=array, ...)"
+        ) from None
+    if not arrays:
+        raise BadArgument(f"--inputs {path.name} holds no arrays; write it with numpy.savez(PATH, x=array)")
+    expected = f"[{fixed_batch if fixed_batch else 'N'}, {chw[0]}, {chw[1]}, {chw[2]}]"
+    cases = []
+    for key, array in arrays.items():
+        if array.dtype.kind not in "fiub":
+            raise BadArgument(f"--inputs {path.name}[{key!r}] has dtype {array.dtype}; pass float32 NCHW tensors")
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or tuple(array.shape[1:]) != tuple(chw) or array.shape[0] < 1:
+            raise BadArgument(
+                f"--inputs {path.name}[{key!r}] has shape {list(array.shape)}, but the model takes {expected} (NCHW)"
+            )
+        if fixed_batch is not None and array.shape[0] != fixed_batch:
+            raise BadArgument(
+                f"--inputs {path.name}[{key!r}] has batch {array.shape[0]}, but the model's batch is fixed at "
+                f"{fixed_batch} {expected}; split it, or re-export with --dynamic-batch"
+            )
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(array).all():
+            bad = int(array.size - np.isfinite(array).sum())
+            raise BadArgument(
+                f"--inputs {path.name}[{key!r}] holds {bad} NaN/Inf values: the inputs are not finite, so no export "
+                "can be judged on them; pass finite tensors"
+            )
+        cases.append(InputCase(str(key), array))
+    return cases
+
+
