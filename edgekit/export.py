@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import __version__
 from .errors import BadArgument, EdgekitError, ExportFailed, Terminated, first_line
 from .files import check_output_folder, sha256_file, write_error
-from .formats import FORMATS, Format, WriteJob
+from .formats import FORMATS, Format, WriteJob, artifact_key, artifact_name
 from .fuse import FuseReport, fuse
 from .metadata import Metadata
 from .options import opt, validate
@@ -68,6 +68,14 @@ class ExportOptions:
     num_classes: int = opt(1000, kind="int", metavar="N", what="num_classes", lo=1, hi=100_000,
                            example="--num-classes 10", help="classifier size")
     seed: int = opt(0, kind="int", cli=False, what="seed", lo=0, hi=2**63 - 1, help="seed of seeded weights")
+    precision: tuple[str, ...] = opt(("fp32",), kind="list", metavar="LIST",
+                                     help="comma-separated precisions to write for each format that has them: "
+                                          "fp32, fp16, int8 (default fp32)")
+    calib: str | None = opt(None, kind="path", metavar="SOURCE",
+                            help="calibration images for int8: a folder (flat or class subfolders), an .npz, or "
+                                 "'synthetic' (seeded image-like inputs; accuracy claims need real images)")
+    calib_samples: int = opt(300, kind="int", metavar="N", what="--calib-samples", lo=1, hi=100_000,
+                             example="--calib-samples 300", help="calibration images to use")
 
     def __post_init__(self) -> None:
         formats = self.formats
@@ -105,7 +113,36 @@ class ExportOptions:
             if not isinstance(self.weights, (str, os.PathLike)) or not str(self.weights).strip():
                 raise BadArgument(f"weights must be 'imagenet' or a state_dict path, got {self.weights!r}")
             object.__setattr__(self, "weights", str(self.weights))
+        self._check_precisions()
         self._check_format_options()
+
+    def _check_precisions(self) -> None:
+        from .metadata import PRECISIONS
+
+        precision = self.precision
+        if isinstance(precision, str):
+            precision = tuple(p for p in precision.split(",") if p.strip())
+        if not isinstance(precision, (tuple, list)) or not precision:
+            raise BadArgument(f"precision must be a list such as fp32,int8, got {self.precision!r}")
+        precision = tuple(dict.fromkeys(str(p).strip().lower() for p in precision))
+        unknown = [p for p in precision if p not in PRECISIONS]
+        if unknown:
+            raise BadArgument(f"unknown precision {unknown[0]!r}; choose from {','.join(PRECISIONS)} "
+                              "(e.g. --precision fp32,int8)")
+        object.__setattr__(self, "precision", precision)
+        for p in precision:
+            if not any(p in FORMATS[f].precisions for f in self.formats):
+                able = [f.name for f in FORMATS.values() if p in f.precisions] or ["none"]
+                raise BadArgument(f"--precision {p} is not available for --format {','.join(self.formats)}; formats "
+                                  f"that write {p}: {', '.join(able)}")
+        if "int8" in precision and self.calib is None:
+            raise BadArgument("--precision int8 needs calibration images: pass --calib DIR (a folder of images), "
+                              "--calib FILE.npz, or --calib synthetic (seeded inputs, no accuracy claim)")
+        if self.calib is not None:
+            if not str(self.calib).strip():
+                raise BadArgument("--calib is empty; pass a folder of images, an .npz or 'synthetic'")
+            object.__setattr__(self, "calib", str(self.calib))
+        validate(self, ("calib_samples",))
 
     def _check_format_options(self) -> None:
         """An option only some formats accept is refused, naming them, when none of those formats is selected."""
@@ -256,7 +293,8 @@ def _build(name_or_module: Any, alpha: float, res: int | None, options: ExportOp
                       IMAGENET_STD, "module", None, None, params, macs)
     spec = get_spec(name_or_module)
     res = check_res(spec, res)
-    check_memory(spec.name, alpha, res, 2 if options.dynamic_batch else 1, what=f"exporting {spec.name}")
+    check_memory(spec.name, alpha, res, 2 if options.dynamic_batch else 1, what=f"exporting {spec.name}",
+                 num_classes=options.num_classes)
     reference, source = build_model(spec.name, alpha=alpha, num_classes=options.num_classes, weights=options.weights,
                                     seed=options.seed)
     model_info = info(spec.name, alpha=alpha, res=res, num_classes=options.num_classes)
@@ -279,35 +317,42 @@ def _metadata(built: _Built, options: ExportOptions, bn_folded: int) -> Metadata
     )
 
 
-def _write_formats(job: WriteJob, staging: Path, stem: str, formats: tuple[str, ...],
+def _write_formats(job: WriteJob, staging: Path, stem: str, options: ExportOptions,
                    stage: Callable[[StageTime], None]) -> tuple[dict[str, Path], dict[str, dict]]:
-    """Each selected format's writer, in table order; a writer that fails is one line naming the format."""
+    """Each selected format's writer, in table order, once per requested precision it has (fp32 first).
+
+    Keys of the result are artifact keys (``onnx``, ``onnx_int8``); a writer that fails is one line naming it.
+    """
     written: dict[str, Path] = {}
     details: dict[str, dict] = {}
-    for name in formats:
+    for name in options.formats:
         fmt: Format = FORMATS[name]
-        started = time.perf_counter()
-        path = staging / f"{stem}{fmt.suffix}"
-        reported: list[str] = []
+        for precision in (p for p in options.precision if p in fmt.precisions):
+            key = artifact_key(name, precision)
+            started = time.perf_counter()
+            path = staging / artifact_name(stem, fmt, precision)
+            reported: list[str] = []
 
-        def report(stage_name: str, seconds: float, detail: str = "", _seen: list = reported) -> None:
-            _seen.append(stage_name)
-            stage(StageTime(stage_name, seconds, detail))
+            def report(stage_name: str, seconds: float, detail: str = "", _seen: list = reported) -> None:
+                _seen.append(stage_name)
+                stage(StageTime(stage_name, seconds, detail))
 
-        try:
-            details[name] = fmt.write(replace(job, report=report), path) or {}
-        except (EdgekitError, KeyboardInterrupt):
-            raise
-        except OSError as exc:
-            raise write_error(exc, f"the {name} file", ExportFailed) from None
-        except Exception as exc:  # noqa: BLE001 - an exporter failure is a one-line error naming the format
-            raise ExportFailed(f"{name} export of {job.metadata.model} failed: {first_line(exc)}; try --format "
-                               f"without {name}") from exc
-        written[name] = path
-        for companion in fmt.companions(path):
-            details[name].setdefault("companions", []).append(companion.name)
-        if not reported:
-            stage(StageTime(name, time.perf_counter() - started, path.name))
+            try:
+                details[key] = fmt.write(replace(job, report=report, precision=precision), path) or {}
+            except (EdgekitError, KeyboardInterrupt):
+                raise
+            except OSError as exc:
+                raise write_error(exc, f"the {key} file", ExportFailed) from None
+            except Exception as exc:  # noqa: BLE001 - an exporter failure is a one-line error naming the format
+                raise ExportFailed(f"{key} export of {job.metadata.model} failed: {first_line(exc)}; try --format "
+                                   f"without {name}") from exc
+            details[key].setdefault("precision", precision)
+            details[key]["format"] = name
+            written[key] = path
+            for companion in fmt.companions(path):
+                details[key].setdefault("companions", []).append(companion.name)
+            if not reported:
+                stage(StageTime(key, time.perf_counter() - started, path.name))
     return written, details
 
 
@@ -319,10 +364,12 @@ def _manifest(built: _Built, stem: str, options: ExportOptions, written: dict[st
     from .formats.onnx import onnx_version
 
     files = []
-    for fmt, p in written.items():
-        extra = {k: v for k, v in details.get(fmt, {}).items() if k != "companions"}
+    for key, p in written.items():
+        info = details.get(key, {})
+        fmt = info.get("format", key)
+        extra = {k: v for k, v in info.items() if k not in ("companions", "format")}
         files.append({"format": fmt, "name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p), **extra})
-        for companion in details.get(fmt, {}).get("companions", []):
+        for companion in info.get("companions", []):
             c = p.parent / companion
             files.append({"format": f"{fmt} sidecar", "name": companion, "bytes": c.stat().st_size,
                           "sha256": sha256_file(c)})
@@ -392,8 +439,8 @@ def _export(
         batch = 2 if options.dynamic_batch else 1  # batch 2: torch.export specialises an example batch of 1
         example = torch.randn(batch, 3, built.res, built.res, generator=torch.Generator().manual_seed(0))
         metadata = _metadata(built, options, fuse_report.bn_folded)
-        job = WriteJob(fused, example, metadata, options, lambda *a: None)
-        written, details = _write_formats(job, staging, stem, options.formats, report)
+        job = WriteJob(fused, example, metadata, options, lambda *a: None, reference=built.reference)
+        written, details = _write_formats(job, staging, stem, options, report)
 
         checks: tuple[CheckResult, ...] = ()
         if options.verify:

@@ -77,11 +77,12 @@ def check_bytes(needed: float, what: str, fix: str) -> None:
         )
 
 
-def check_memory(name: str, alpha: float, res: int, batch: int = 1, *, what: str = "this run") -> None:
+def check_memory(name: str, alpha: float, res: int, batch: int = 1, *, what: str = "this run",
+                 num_classes: int = 1000) -> None:
     """Raise ResourceLimit when ``batch`` images at ``res`` would need more memory than the machine can give."""
     if available_memory_bytes() is None:
         return
-    needed = estimate_inference_bytes(name, alpha, res, batch)
+    needed = estimate_inference_bytes(name, alpha, res, batch, num_classes)
     check_bytes(needed, f"{what} ({name} alpha {alpha:g}, res {res}, batch {batch})", "use a smaller --res or --batch")
 
 
@@ -94,3 +95,29 @@ def check_tensor_bytes(shapes: Sequence[Sequence[int]], itemsize: int, what: str
             count *= float(dim)
         total += count * itemsize
     check_bytes(total * _SLACK, what, fix)
+
+
+#: An .npz with more arrays than this is not an input set.
+MAX_NPZ_ARRAYS = 256
+
+
+def check_npz(data: object, what: str) -> None:
+    """Read each array's header (not its data) of an open ``numpy.load`` .npz: too many arrays, or more bytes than
+    memory allows, are refused before anything is decompressed (an .npz is a zip: a few KB can inflate to GBs)."""
+    import numpy as np
+
+    from .errors import BadArgument
+
+    names = list(data.files)  # type: ignore[attr-defined]
+    if len(names) > MAX_NPZ_ARRAYS:
+        raise BadArgument(f"{what}: it holds {len(names)} arrays; pass at most {MAX_NPZ_ARRAYS}")
+    fmt = np.lib.format
+    shapes = []
+    for name in names:
+        with data.zip.open(f"{name}.npy") as fh:  # type: ignore[attr-defined]
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _order, _dtype = read(fh)
+        shapes.append(tuple(shape))
+    # 8 bytes an element: the largest dtype accepted, and the float64 copies comparisons make
+    check_tensor_bytes(shapes, 8, what, "pass fewer or smaller arrays")

@@ -206,7 +206,9 @@ def sweep(
     check_providers_available(options.bench.providers)
     if options.plot:
         require_matplotlib()
-    out = Path(out_dir)
+    from .files import check_output_folder
+
+    out = check_output_folder(out_dir, "--out")
     _prepare_folder(out, "--out")
     if options.export_dir is not None:
         _prepare_folder(options.export_dir, "--keep-onnx")
@@ -286,8 +288,9 @@ def sweep(
 
 
 def _prepare_folder(folder: Path, flag: str) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise BadArgument(f"{flag} {str(folder)!r} is a file; pass a folder")
+    from .files import check_output_folder
+
+    folder = check_output_folder(folder, flag)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

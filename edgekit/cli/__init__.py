@@ -81,6 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
+    except OSError as exc:  # a file-system failure no check foresaw (a disk that filled up, a file that vanished)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"edgekit {args.command}: error: {exc.strerror or exc}{where}; check the disk and the "
+                         "paths, then run again\n")
+        code = 1
+    except MemoryError:
+        sys.stderr.write(f"edgekit {args.command}: error: out of memory; use a smaller --res, --batch or model\n")
+        code = 1
     finally:
         _restore_sigterm(previous)
     sys.stdout.flush()

@@ -43,6 +43,10 @@ class WriteJob:
     metadata: "Metadata"
     options: Any  # ExportOptions
     report: Callable[[str, float, str], None]
+    #: the precision to write (one of the format's ``precisions``); fp32 unless --precision asks for more
+    precision: str = "fp32"
+    #: the unfused eager model (what calibration and accuracy are measured against)
+    reference: Any = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class Format:
     default_tolerance: str = "fp32"
     #: ExportOptions fields that only formats listing them accept (a non-default value needs one of them selected)
     options: tuple[str, ...] = ()
+    #: precisions the writer can produce (``WriteJob.precision``); fp32 files keep the plain name, others get
+    #: ``_<precision>`` before the suffix
+    precisions: tuple[str, ...] = ("fp32",)
     #: pip extra that installs what this format needs (None: part of the base install)
     extra: str | None = None
     #: top-level package that must import for ``extra`` to count as installed
@@ -133,6 +140,16 @@ def get_format(name: str) -> Format:
     if key not in FORMATS:
         raise BadArgument(f"unknown export format {name!r}; choose from {','.join(FORMATS)}")
     return FORMATS[key]
+
+
+def artifact_name(stem: str, fmt: Format, precision: str) -> str:
+    """The file name of one artifact: ``<stem>.onnx`` for fp32, ``<stem>_int8.onnx`` for another precision."""
+    return f"{stem}{fmt.suffix}" if precision == "fp32" else f"{stem}_{precision}{fmt.suffix}"
+
+
+def artifact_key(fmt_name: str, precision: str) -> str:
+    """How ExportResult.files and the manifest name one artifact: ``onnx``, ``onnx_int8``, ``pte_int8``."""
+    return fmt_name if precision == "fp32" else f"{fmt_name}_{precision}"
 
 
 def _zip_names(path: Path) -> tuple[str, ...] | None:

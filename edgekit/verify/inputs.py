@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BadArgument, first_line
+from ..guards import check_npz
 from .options import DEFAULT_INPUT_SEED
 
 
@@ -60,34 +61,11 @@ def make_inputs(
     return cases
 
 
-MAX_ARRAYS = 256
-
-
-def _check_npz_sizes(data: object, path: Path) -> None:
-    """Read each array's header (not its data): too many arrays, or more bytes than memory allows, are refused
-    before anything is decompressed (an .npz is a zip: a few KB can inflate to gigabytes)."""
-    from ..guards import check_tensor_bytes
-
-    names = list(data.files)  # type: ignore[attr-defined]
-    if len(names) > MAX_ARRAYS:
-        raise BadArgument(f"--inputs {path.name} holds {len(names)} arrays; pass at most {MAX_ARRAYS} cases")
-    fmt = np.lib.format
-    shapes = []
-    for name in names:
-        with data.zip.open(f"{name}.npy") as fh:  # type: ignore[attr-defined]
-            version = fmt.read_magic(fh)
-            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, _order, _dtype = read(fh)
-        shapes.append(tuple(shape))
-    # 8 bytes an element: the largest dtype we accept, and the float64 copy the comparison makes
-    check_tensor_bytes(shapes, 8, f"reading --inputs {path.name}", "pass fewer or smaller arrays")
-
-
 def load_inputs(path: Path, chw: tuple[int, int, int], fixed_batch: int | None) -> list[InputCase]:
     """User tensors from an .npz (one case per array), shape-checked against the model's input."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            _check_npz_sizes(data, path)
+            check_npz(data, f"reading --inputs {path.name}")
             arrays = {k: data[k] for k in data.files}
     except BadArgument:
         raise
