@@ -145,11 +145,16 @@ class ExportOptions:
         validate(self, ("calib_samples",))
 
     def _check_format_options(self) -> None:
-        """An option only some formats accept is refused, naming them, when none of those formats is selected."""
+        """An option only some formats accept is refused, naming them, when none of those formats is selected.
+
+        A switch that only turns a format's step off (``simplify: false`` with no ONNX selected) asks for nothing
+        that cannot happen, so it is accepted: presets shared between format sets keep working.
+        """
         defaults = {f.name: f.default for f in ExportOptions.__dataclass_fields__.values()}
         for name, default in defaults.items():
             owners = [f.name for f in FORMATS.values() if name in f.options]
-            if not owners or getattr(self, name) == default:
+            value = getattr(self, name)
+            if not owners or value == default or (default is True and value is False):
                 continue
             if not any(fmt in owners for fmt in self.formats):
                 flag = {"simplify": "--no-simplify"}.get(name, "--" + name.replace("_", "-"))
