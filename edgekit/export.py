@@ -104,11 +104,7 @@ class ExportOptions:
         for key in ("dynamic_batch", "simplify", "verify"):
             if not isinstance(getattr(self, key), bool):
                 raise BadArgument(f"{key} must be true or false, got {getattr(self, key)!r}")
-        from .models import check_num_classes
-        from .weights import check_seed
-
-        check_num_classes(self.num_classes)
-        check_seed(self.seed)
+        validate(self, ("num_classes", "seed"))
         if self.weights is not None:
             if not isinstance(self.weights, (str, os.PathLike)) or not str(self.weights).strip():
                 raise BadArgument(f"weights must be 'imagenet' or a state_dict path, got {self.weights!r}")
