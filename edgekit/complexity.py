@@ -46,6 +46,68 @@ class ModelInfo:
         data["stages"] = [asdict(s) for s in self.stages]
         return data
 
+    def to_text(self) -> str:
+        from .report import human, mega, table
+
+        lines = [f"{self.name}  alpha {self.alpha:g}  res {self.res}  input {list(self.input_shape)}",
+                 f"params {human(self.params)} ({self.params:,})   MACs {human(self.macs)} ({self.macs:,})", ""]
+        rows = [[s.name, mega(s.params), mega(s.macs), f"{100 * s.macs / max(self.macs, 1):.1f}%",
+                 "x".join(map(str, s.out_shape[1:]))] for s in self.stages]
+        lines.append(table(rows, ["stage", "params(M)", "MACs(M)", "MACs%", "output CxHxW"], align="lrrrl"))
+        lines.append(f"\nsource: {self.source}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    aliases: tuple[str, ...]
+    family: str
+    default_res: int
+    params: int
+    macs: int
+    imagenet_weights: bool
+    source: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["aliases"] = list(self.aliases)
+        return data
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """Every registered model at alpha 1.0 and its default resolution (``edgekit models``)."""
+
+    entries: tuple[ZooEntry, ...]
+
+    def to_dict(self) -> list[dict]:  # type: ignore[override]
+        return [e.to_dict() for e in self.entries]
+
+    def to_text(self) -> str:
+        from .report import mega, table
+
+        rows = [[e.name, ",".join(e.aliases), e.default_res, mega(e.params), mega(e.macs),
+                 "yes" if e.imagenet_weights else "-", e.source.split(";")[0]] for e in self.entries]
+        return (table(rows, ["name", "aliases", "res", "params(M)", "MACs(M)", "imagenet", "source"], align="llrrrll")
+                + "\n\nparams/MACs at alpha 1.0 and the default resolution; MACs = multiply-adds counted the papers' way.")
+
+
+def zoo() -> Zoo:
+    from .registry import list_aliases, list_models
+
+    aliases: dict[str, list[str]] = {}
+    for alias, target in list_aliases().items():
+        aliases.setdefault(target, []).append(alias)
+    entries = []
+    for name in list_models():
+        spec = get_spec(name)
+        model_info = info(name)
+        entries.append(ZooEntry(name, tuple(sorted(aliases.get(name, []))), spec.family, spec.default_res,
+                                model_info.params, model_info.macs,
+                                spec.torchvision_weights is not None or bool(spec.weights_alphas), spec.source))
+    return Zoo(tuple(entries))
+
 
 def _stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Top-level stages: the model's children, with Sequential ``features``-like containers expanded one level."""

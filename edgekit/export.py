@@ -169,6 +169,10 @@ class StageTime:
     seconds: float
     detail: str = ""
 
+    def to_text(self) -> str:
+        """One progress line: the stage, its time, what it did."""
+        return f"{self.name:<12} {self.seconds:6.2f}s" + (f"  {self.detail}" if self.detail else "")
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -195,6 +199,12 @@ class ExportResult:
 
     def to_dict(self) -> dict:
         return self.manifest
+
+    def to_text(self) -> str:
+        """The summary after the stage lines: where it wrote, and each file with its size."""
+        lines = [f"{'done':<12} {self.manifest['total_seconds']:6.2f}s  wrote {self.out_dir}/"]
+        lines += [f"  {entry['name']}  ({entry['bytes'] / 1e6:.1f} MB)" for entry in self.manifest["files"]]
+        return "\n".join(lines)
 
 
 # --- self-check ---------------------------------------------------------------------------------------------------
