@@ -32,6 +32,33 @@ def cli():
     return run_cli
 
 
+class CliResult:
+    """What a CLI run gave: exit code and the text on stdout/stderr (subprocess.CompletedProcess's names)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli_inprocess(capsys, monkeypatch):
+    """The CLI's own entry point (parser, dispatch, error handling) without a new interpreter: the 3-5 s of torch
+    import a subprocess pays are saved. For what is not about the process itself (signals, exit of the interpreter)."""
+    from edgekit.cli import main
+
+    def run(*args: object, cwd: str | os.PathLike | None = None) -> CliResult:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return CliResult(int(code), out, err)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def zoo_export(tmp_path_factory):
     """``get(name)``: edgekit.export of a registered model at alpha 0.25, 64 px, symbolic batch, self-check on.

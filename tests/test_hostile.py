@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 import pytest
 
-from edgekit.cli import main as cli_main
 from edgekit.export import STAGING_PREFIX, ExportOptions, export
 
 SMALL = ["--alpha", "0.35", "--res", "32"]
@@ -35,14 +34,10 @@ def good(tmp_path_factory) -> dict[str, Path]:
     return {"onnx": result.files["onnx"], "pt": result.files["torchscript"], "dir": folder}
 
 
-def _cli(capsys, *argv: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli_main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code), out, err
+def _cli(run, *argv: object) -> tuple[int, str, str]:
+    """An in-process CLI run (conftest.cli_inprocess) as (code, stdout, stderr)."""
+    result = run(*argv)
+    return result.returncode, result.stdout, result.stderr
 
 
 def _one_line(code: int, err: str, expect: int | None = None) -> str:
@@ -72,11 +67,11 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     (["sweep", "mobilenet_v2", "--alphas", "0.5", "--res", "inf", "--no-plot"], "resolution 'inf'"),
     (["sweep", "mobilenet_v2", "--alphas", "0.5", "--res", "64", "--threads", "100000", "--no-plot"], "threads"),
 ])
-def test_numbers_out_of_range_are_refused_in_one_line(good, capsys, tmp_path, argv, needle):
+def test_numbers_out_of_range_are_refused_in_one_line(good, cli_inprocess, tmp_path, argv, needle):
     args = [a.replace("{onnx}", str(good["onnx"])) for a in argv]
     if args[0] in ("export", "sweep"):
         args += ["--out", str(tmp_path / "out")]
-    line = _one_line(*_cli(capsys, *args)[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, *args)[::2], expect=2)
     assert needle in line, line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -107,29 +102,29 @@ DAMAGE = {
 
 @pytest.mark.parametrize("command", ["verify", "bench"])
 @pytest.mark.parametrize("case", list(DAMAGE))
-def test_damaged_metadata_is_one_line(good, tmp_path, capsys, command, case):
+def test_damaged_metadata_is_one_line(good, tmp_path, cli_inprocess, command, case):
     path = _with_props(good["onnx"], tmp_path / "damaged.onnx", **DAMAGE[case])
-    line = _one_line(*_cli(capsys, command, path, *(["--iters", "1"] if command == "bench" else []))[::2], expect=1)
+    line = _one_line(*_cli(cli_inprocess, command, path, *(["--iters", "1"] if command == "bench" else []))[::2], expect=1)
     assert "metadata" in line and "damaged" in line, line
 
 
-def test_damaged_torchscript_metadata_is_one_line(good, tmp_path, capsys):
+def test_damaged_torchscript_metadata_is_one_line(good, tmp_path, cli_inprocess):
     damaged = tmp_path / "damaged.pt"
     with zipfile.ZipFile(good["pt"]) as src, zipfile.ZipFile(damaged, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
             dst.writestr(item, b'{"model": "mobilenet_v2", "alpha": 1e999}' if item.filename.endswith("edgekit.json")
                          else data)
-    line = _one_line(*_cli(capsys, "verify", damaged)[::2], expect=1)
+    line = _one_line(*_cli(cli_inprocess, "verify", damaged)[::2], expect=1)
     assert "damaged" in line
 
 
-def test_bench_refuses_metadata_that_describes_another_input(good, tmp_path, capsys):
+def test_bench_refuses_metadata_that_describes_another_input(good, tmp_path, cli_inprocess):
     """A file whose metadata claims another model's resolution would borrow that model's MACs and reference."""
     lying = _with_props(good["onnx"], tmp_path / "lying.onnx", res="224", input_shape="[1, 3, 224, 224]")
-    line = _one_line(*_cli(capsys, "bench", lying, "--iters", "1", "--compare", "torch")[::2], expect=1)
+    line = _one_line(*_cli(cli_inprocess, "bench", lying, "--iters", "1", "--compare", "torch")[::2], expect=1)
     assert "does not describe it" in line and "32x32" in line, line
-    code, out, err = _cli(capsys, "verify", lying)
+    code, out, err = _cli(cli_inprocess, "verify", lying)
     assert code == 1 and "the graph input is 32x32 but the metadata says res 224" in out + err
 
 
@@ -191,16 +186,16 @@ def tiny_disk(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_a_full_disk_is_one_line_and_leaves_no_staging(tiny_disk, capsys, fmt):
+def test_a_full_disk_is_one_line_and_leaves_no_staging(tiny_disk, cli_inprocess, fmt):
     out = tiny_disk / "export"
-    line = _one_line(*_cli(capsys, "export", "mobilenet_v2", *SMALL, "--format", fmt, "--no-verify",
+    line = _one_line(*_cli(cli_inprocess, "export", "mobilenet_v2", *SMALL, "--format", fmt, "--no-verify",
                            *(["--no-simplify"] if fmt == "onnx" else []), "--out", out)[::2], expect=1)
     assert "disk is full" in line, line
     assert not out.exists() or not [p for p in out.iterdir()]
 
 
-def test_a_sweep_onto_a_full_disk_is_one_line(tiny_disk, capsys, tmp_path):
-    code, _, err = _cli(capsys, "sweep", "mobilenet_v2", "--alphas", "0.35", "--res", "32", "--iters", "2",
+def test_a_sweep_onto_a_full_disk_is_one_line(tiny_disk, cli_inprocess, tmp_path):
+    code, _, err = _cli(cli_inprocess, "sweep", "mobilenet_v2", "--alphas", "0.35", "--res", "32", "--iters", "2",
                         "--no-plot", "--out", tmp_path / "sweep", "--keep-onnx", tiny_disk / "onnx")
     errors = [ln for ln in err.splitlines() if not ln.startswith("[")]  # "[1/1] ..." lines are the sweep's progress
     line = _one_line(code, "\n".join(errors), expect=1)
@@ -223,47 +218,47 @@ LONG = "x" * 300  # longer than any file system's name limit (255)
     (["sweep", "mobilenet_v2", "--alphas", "0.5", "--res", "32", "--out", "", "--no-plot"], "--out is empty"),
     (["bench", "{onnx}", "--iters", "1", "--csv", "/dev/null"], "not a regular file"),
 ])
-def test_bad_paths_are_one_line(good, capsys, tmp_path, monkeypatch, argv, needle):
+def test_bad_paths_are_one_line(good, cli_inprocess, tmp_path, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)
     args = [a.replace("{onnx}", str(good["onnx"])) for a in argv]
-    code, _, err = _cli(capsys, *args)
+    code, _, err = _cli(cli_inprocess, *args)
     line = _one_line(code, err)
     assert needle in line, line
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_fifo_as_csv_is_refused_without_blocking(good, capsys, tmp_path):
+def test_a_fifo_as_csv_is_refused_without_blocking(good, cli_inprocess, tmp_path):
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)
-    line = _one_line(*_cli(capsys, "bench", good["onnx"], "--iters", "1", "--csv", fifo)[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, "bench", good["onnx"], "--iters", "1", "--csv", fifo)[::2], expect=2)
     assert "not a regular file" in line
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads and searches everything: permissions cannot be shown")
-def test_unreadable_file_and_unsearchable_folder(good, capsys, tmp_path):
+def test_unreadable_file_and_unsearchable_folder(good, cli_inprocess, tmp_path):
     locked = tmp_path / "locked.onnx"
     locked.write_bytes(good["onnx"].read_bytes())
     locked.chmod(0)
-    assert "permission denied" in _one_line(*_cli(capsys, "verify", locked)[::2], expect=1)
+    assert "permission denied" in _one_line(*_cli(cli_inprocess, "verify", locked)[::2], expect=1)
     folder = tmp_path / "closed"
     folder.mkdir()
     (folder / "m.onnx").write_bytes(good["onnx"].read_bytes())
     folder.chmod(0o600)
-    assert "permission denied" in _one_line(*_cli(capsys, "bench", folder / "m.onnx")[::2], expect=1)
+    assert "permission denied" in _one_line(*_cli(cli_inprocess, "bench", folder / "m.onnx")[::2], expect=1)
 
 
-def test_preset_with_an_empty_out_is_refused(capsys, tmp_path):
+def test_preset_with_an_empty_out_is_refused(cli_inprocess, tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text('model: mobilenet_v2\nalpha: 0.35\nres: 32\nout: ""\n')
-    line = _one_line(*_cli(capsys, "export", "--config", preset)[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, "export", "--config", preset)[::2], expect=2)
     assert "is empty; pass a folder path" in line
 
 
 # --- 5. presets are checked whole --------------------------------------------------------------------------------
-def test_deeply_nested_yaml_is_one_line(capsys, tmp_path):
+def test_deeply_nested_yaml_is_one_line(cli_inprocess, tmp_path):
     preset = tmp_path / "deep.yaml"
     preset.write_text("model: " + "[" * 20_000 + "]" * 20_000 + "\n")
-    line = _one_line(*_cli(capsys, "export", "--config", preset)[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, "export", "--config", preset)[::2], expect=2)
     assert "nested too deeply" in line or "must be" in line, line
 
 
@@ -271,18 +266,18 @@ def test_deeply_nested_yaml_is_one_line(capsys, tmp_path):
     "{model: mobilenet_v2, alpha: 0.5, res: 32, weights: missing.pth}",
     "{model: shufflenet_v2, alpha: 0.5, res: 32, out: first}",
 ])
-def test_a_bad_second_entry_stops_the_run_before_the_first_export(capsys, tmp_path, monkeypatch, second):
+def test_a_bad_second_entry_stops_the_run_before_the_first_export(cli_inprocess, tmp_path, monkeypatch, second):
     monkeypatch.chdir(tmp_path)
     preset = tmp_path / "zoo.yaml"
     preset.write_text("defaults: {formats: [onnx], verify: false, simplify: false}\nexports:\n"
                       f"  - {{model: mobilenet_v2, alpha: 0.35, res: 32, out: first}}\n  - {second}\n")
-    line = _one_line(*_cli(capsys, "export", "--config", preset)[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, "export", "--config", preset)[::2], expect=2)
     assert "exports[1]" in line, line
     assert not (tmp_path / "first").exists()
 
 
 # --- 6. memory guards everywhere ----------------------------------------------------------------------------------
-def test_a_file_declaring_an_absurd_input_is_refused_by_verify_and_bench(capsys, tmp_path):
+def test_a_file_declaring_an_absurd_input_is_refused_by_verify_and_bench(cli_inprocess, tmp_path):
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("Relu", ["input"], ["logits"])], "huge",
         [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [64, 3, 60_000, 60_000])],
@@ -292,25 +287,25 @@ def test_a_file_declaring_an_absurd_input_is_refused_by_verify_and_bench(capsys,
     path = tmp_path / "huge.onnx"
     onnx.save(model, path)
     for command, extra in (("verify", ["--against", path]), ("bench", ["--iters", "1"])):
-        line = _one_line(*_cli(capsys, command, path, *extra)[::2])
+        line = _one_line(*_cli(cli_inprocess, command, path, *extra)[::2])
         assert "GiB" in line, line
-    line = _one_line(*_cli(capsys, "verify", path, "--model", "mobilenet_v2", "--alpha", "0.35")[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, "verify", path, "--model", "mobilenet_v2", "--alpha", "0.35")[::2], expect=2)
     assert "larger than the maximum" in line  # rebuilding a reference at that size is refused before anything runs
 
 
 # --- 7. the right diagnosis -------------------------------------------------------------------------------------
-def test_non_finite_inputs_are_blamed_not_the_export(good, capsys, tmp_path):
+def test_non_finite_inputs_are_blamed_not_the_export(good, cli_inprocess, tmp_path):
     inputs = tmp_path / "nan.npz"
     x = np.zeros((1, 3, 32, 32), np.float32)
     x[0, 0, 0, 0] = np.nan
     np.savez(inputs, x=x)
-    line = _one_line(*_cli(capsys, "verify", good["onnx"], "--inputs", inputs)[::2], expect=2)
+    line = _one_line(*_cli(cli_inprocess, "verify", good["onnx"], "--inputs", inputs)[::2], expect=2)
     assert "not finite" in line and "diverging" not in line
 
 
 @pytest.mark.parametrize("kind, needle", [("pt", "exported TorchScript model"), ("onnx", "exported ONNX model")])
-def test_an_exported_model_given_as_weights_is_named(good, capsys, kind, needle):
-    line = _one_line(*_cli(capsys, "export", "mobilenet_v2", *SMALL, "--weights", good[kind], "--format", "onnx")[::2],
+def test_an_exported_model_given_as_weights_is_named(good, cli_inprocess, kind, needle):
+    line = _one_line(*_cli(cli_inprocess, "export", "mobilenet_v2", *SMALL, "--weights", good[kind], "--format", "onnx")[::2],
                      expect=1)
     assert needle in line and "pickled" not in line, line
 
