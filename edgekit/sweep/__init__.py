@@ -1,101 +1,53 @@
-"""Sweeps: a grid of width multipliers x resolutions, each exported and benchmarked, as a CSV and a latency-vs-MACs
-plot with the Pareto front marked: the picture a user looks at to pick a multiplier and a resolution.
+"""Sweeps: models x width multipliers x resolutions x precisions x runtimes, each point exported, verified and
+benchmarked, as one CSV and a latency-vs-MACs plot with each family's Pareto front and the overall front marked: the
+picture a user looks at to pick a backbone, a multiplier and a resolution for a device.
 
-The front: a configuration is on it when no other one has at least as many MACs (compute, the capacity that buys
-accuracy) at no more latency, and is strictly better in one of the two. Lowest latency alone would only ever pick
-the smallest model; the front shows where extra latency buys the most compute, and where it is wasted (alpha and
-resolution pairs with the same MACs can differ a lot in latency on a given runtime).
+Each point reuses the export API (``edgekit.export`` in the format its runtime runs, at its precision), the verify
+API (against the PyTorch reference, on the point's runtime) and the bench API. In this process they run one after
+the other; with Ray (``ray=...``, :mod:`edgekit.sweep.ray_runner`, imported only then) exports and verification fan
+out over the cluster while benchmarks run one at a time per machine, never sharing its cores.
 
-Each point reuses the export API (``edgekit.export``: fused, simplified ONNX with edgekit metadata) and the bench
-API (``edgekit.bench``), one after the other, never concurrently.
+Rows are appended to the CSV as points finish, so an interrupted sweep loses only the points in flight and
+``resume=True`` runs only the points the CSV lacks. A point that fails is a row with its error; the sweep goes on.
+The fronts and the PNG are rebuilt from the whole CSV at the end.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
-import os
-import tempfile
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .bench import BenchOptions, BenchReport, bench
-from .errors import BadArgument, EdgekitError
-from .files import atomic_write
-from .parsing import parse_int, parse_list
+from ..errors import BadArgument, MissingExtra
+from . import table
+from .grid import MAX_GRID_POINTS, MAX_SWEEP_POINTS, Point, SweepOptions, check_folder, expand, parse_models, preflight
+from .plot import plot, require_matplotlib
+from .table import CSV_COLUMNS, pareto_front
+from .work import Exporter, Work, run_in_process
 
-#: progress(index, total, alpha, res, stage, report): stage is "export", "bench" or "done" (report set on "done").
-SweepProgress = Callable[[int, int, float, int, str, "BenchReport | None"], None]
-#: exporter(name, alpha, res, folder, weights) -> path of the .onnx it wrote
-Exporter = Callable[[str, float, int, Path, "str | None"], Path]
-
-MAX_GRID_POINTS = 100
-
-
-def pareto_front(latency_ms: Sequence[float], macs: Sequence[float]) -> list[int]:
-    """Indices of the points no other point dominates, ordered by latency (then by MACs, descending).
-
-    Point j dominates point i when ``latency[j] <= latency[i]`` and ``macs[j] >= macs[i]`` with at least one of the
-    two strict: j is as fast and does as much compute, and is better in one. Identical points do not dominate each
-    other, so both stay on the front. A pure function.
-    """
-    if len(latency_ms) != len(macs):
-        raise ValueError("latency_ms and macs must have the same length")
-    points = list(zip(latency_ms, macs))
-    front = []
-    for i, (lat_i, mac_i) in enumerate(points):
-        dominated = any(
-            lat_j <= lat_i and mac_j >= mac_i and (lat_j < lat_i or mac_j > mac_i)
-            for j, (lat_j, mac_j) in enumerate(points)
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+#: progress(index, total, alpha, res, stage, event): index is the point's place in the grid (1-based; 0 for the
+#: whole-sweep stages "start" and "cluster"); stage is "start", "cluster", "export", "bench", "done" or "failed".
+SweepProgress = Callable[[int, int, float, int, str, "SweepEvent"], None]
 
 
 @dataclass(frozen=True)
-class SweepOptions:
-    """The grid and how each point is benchmarked. ``alphas``/``resolutions`` accept sequences or "0.5,0.75"
-    strings; each value is validated for the model when the sweep starts. ``export_dir``: keep the ONNX files there
-    (default: a temporary folder, deleted afterwards). ``plot``: write the PNG (needs matplotlib, ``edgekit[plot]``).
-    """
+class SweepEvent:
+    """Where the sweep stands: ``done`` counts the points in the CSV (earlier runs' included), ``ran`` and
+    ``failed`` this run's, ``eta_s`` the time left at this run's pace (None before the first point finishes)."""
 
-    alphas: tuple[float, ...]
-    resolutions: tuple[int, ...]
-    bench: BenchOptions = field(default_factory=lambda: BenchOptions(providers=("cpu",)))
-    export_dir: Path | None = None
-    plot: bool = True
-    weights: str | None = None
-
-    def __post_init__(self) -> None:
-        from .models import check_alpha
-
-        alphas = [check_alpha(a) for a in parse_list(self.alphas, "the list of alphas", "--alphas 0.5,0.75,1.0")]
-        from .registry import MAX_RES
-
-        resolutions = [parse_int(r, f"resolution {r!r}", lo=1, hi=MAX_RES, example="--res 160,192,224")
-                       for r in parse_list(self.resolutions, "the list of resolutions", "--res 160,192,224")]
-        object.__setattr__(self, "alphas", tuple(sorted(set(alphas))))
-        object.__setattr__(self, "resolutions", tuple(sorted(set(resolutions))))
-        if len(self.alphas) * len(self.resolutions) > MAX_GRID_POINTS:
-            raise BadArgument(
-                f"a grid of {len(self.alphas)} x {len(self.resolutions)} points is more than {MAX_GRID_POINTS}; "
-                f"sweep fewer alphas or resolutions"
-            )
-        if not isinstance(self.bench, BenchOptions):
-            raise BadArgument("bench must be a BenchOptions")
-        if self.export_dir is not None:
-            object.__setattr__(self, "export_dir", Path(self.export_dir))
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["bench"] = self.bench.to_dict()
-        data["export_dir"] = str(self.export_dir) if self.export_dir else None
-        return data
+    stage: str
+    point: Point | None
+    total: int
+    done: int
+    ran: int
+    failed: int
+    to_run: int
+    elapsed_s: float
+    eta_s: float | None
+    row: dict | None = None
+    detail: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +67,15 @@ class SweepPoint:
     export_s: float
     bench_s: float
     on_front: bool
-    onnx: str | None  # the file, when kept
+    onnx: str | None  # the ONNX file, when kept
+    family: str = ""
+    precision: str = "fp32"
+    runtime: str = "onnxruntime"
+    format: str = "onnx"
+    family_front: bool = False
+    file: str | None = None  # the exported file, when kept
+    node: str = ""  # the host the benchmark ran on
+    verify: str = ""
 
     @property
     def label(self) -> str:
@@ -127,14 +87,19 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class SweepResult:
-    model: str
+    model: str  # the models, comma-separated
     provider: str
-    points: tuple[SweepPoint, ...]
+    points: tuple[SweepPoint, ...]  # every successful row of the CSV, earlier runs' included
     front: tuple[int, ...]  # indices into points, by latency
     csv_path: Path
     png_path: Path | None
     system: dict
     elapsed_s: float
+    total: int = 0  # points in this run's grid
+    ran: int = 0  # points run now (the others were in the CSV already)
+    failures: tuple[dict, ...] = ()  # the CSV's rows with an error: their key and the error
+    mode: str = "in-process"
+    nodes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -146,270 +111,200 @@ class SweepResult:
             "png_path": str(self.png_path) if self.png_path else None,
             "system": self.system,
             "elapsed_s": self.elapsed_s,
+            "summary": {"total": self.total, "ran": self.ran, "resumed": self.total - self.ran,
+                        "ok": len(self.points), "failed": len(self.failures), "mode": self.mode,
+                        "nodes": list(self.nodes)},
+            "failures": list(self.failures),
         }
 
 
-def _default_exporter(
-    name: str, alpha: float, res: int, folder: Path, weights: str | None, *, dynamic_batch: bool = False
-) -> Path:
-    """edgekit.export, ONNX only and without the self-check: the sweep measures speed (`edgekit verify` and the
-    export's own tests check numerics), and the check would add about a third to each point's export time."""
-    from .export import export
+class _Tracker:
+    """Counts and times the run, and turns steps into progress calls."""
 
-    result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options(weights, dynamic_batch))
-    return Path(result.files["onnx"])
+    def __init__(self, points: Sequence[Point], todo: Sequence[Point], progress: SweepProgress | None) -> None:
+        self.index = {p: i for i, p in enumerate(points, 1)}
+        self.total, self.to_run = len(points), len(todo)
+        self.ran = self.failed = 0
+        self.progress = progress or (lambda *a: None)
+        self.started = time.perf_counter()
+        self.nodes: dict[str, None] = {}
+
+    def event(self, stage: str, point: Point | None, row: dict | None = None, detail: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.ran * (self.to_run - self.ran) if self.ran else None
+        event = SweepEvent(stage, point, self.total, self.total - self.to_run + self.ran, self.ran, self.failed,
+                           self.to_run, elapsed, eta, row, detail or {})
+        if point is None:
+            self.progress(0, self.total, 0.0, 0, stage, event)
+        else:
+            self.progress(self.index[point], self.total, point.alpha, point.res, stage, event)
+
+    def emit(self, stage: str, point: Point | None, detail: dict) -> None:
+        self.event(stage, point, detail=detail)
+
+    def finished(self, point: Point, row: dict) -> None:
+        self.ran += 1
+        self.failed += bool(row.get("error"))
+        if row.get("node_hostname"):
+            self.nodes[row["node_hostname"]] = None
+        self.event("failed" if row.get("error") else "done", point, row)
 
 
-def export_options(weights: str | None = None, dynamic_batch: bool = False) -> Any:
-    from .export import ExportOptions
+def _stem(models: Sequence[str], options: SweepOptions, name: str | None) -> str:
+    provider = options.bench.providers[0].replace("ExecutionProvider", "").lower()
+    base = name or (models[0] if len(models) == 1 else "zoo")
+    if not base.replace("_", "").replace("-", "").isalnum():
+        raise BadArgument(f"the sweep name {base!r} must be letters, digits, '_' or '-'; e.g. --name zoo")
+    return f"{base}_{provider}_b{options.bench.batch or 1}_sweep"
 
-    return ExportOptions(formats=("onnx",), verify=False, weights=weights, dynamic_batch=dynamic_batch)
 
+def _check_ray(ray: str | None, ray_cpus: int | None) -> None:
+    if ray is None:
+        if ray_cpus is not None:
+            raise BadArgument("--ray-cpus sizes a private Ray cluster; add --ray, or drop --ray-cpus")
+        return
+    import importlib.util
 
-def require_matplotlib() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise EdgekitError(
-            "the sweep plot needs matplotlib, which is not installed: pip install 'edgekit[plot]' (or pass --no-plot)"
-        ) from None
-    return matplotlib
+    if importlib.util.find_spec("ray") is None:
+        raise MissingExtra("--ray needs Ray, which is not installed; install it with: pip install -e '.[ray]'")
+    from .ray_runner import check_address, check_reachable
+
+    check_address(ray, ray_cpus)
+    check_reachable(ray)
 
 
 def sweep(
-    name: str,
+    models: str | Sequence[str],
     *,
-    out_dir: str | os.PathLike,
+    out_dir: str | Path,
     options: SweepOptions,
     progress: SweepProgress | None = None,
     exporter: Exporter | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    ray: str | None = None,
+    ray_cpus: int | None = None,
+    name: str | None = None,
 ) -> SweepResult:
-    """Export and benchmark every (alpha, res) of the grid; write ``<model>_<provider>_sweep.csv`` (and ``.png``)
-    into ``out_dir``. Every value is validated before the first export, and matplotlib is looked for before any
-    work, so a bad grid or a missing extra fails in a second rather than after the sweep."""
-    from .bench import check_providers_available
-    from .complexity import info
-    from .guards import check_memory
-    from .models import check_res
-    from .registry import get_spec
-    from .weights import imagenet_weights_name
+    """Export, verify and benchmark every point of the grid; write ``<name>_<provider>_b<batch>_sweep.csv`` (and
+    ``.png``) into ``out_dir``. The whole grid is validated (and matplotlib looked for) before anything runs.
 
-    spec = get_spec(name)
-    for res in options.resolutions:
-        check_res(spec, res)
-    for alpha in options.alphas:  # what would otherwise fail only at its own grid point, after the earlier ones ran
-        info(spec.name, alpha=alpha, res=min(options.resolutions))  # the widths build at this alpha (meta device)
-        if isinstance(options.weights, str) and options.weights.strip().lower() == "imagenet":
-            imagenet_weights_name(spec, alpha)
-        check_memory(spec.name, alpha, max(options.resolutions), options.bench.batch or 1,
-                     what=f"the sweep point alpha {alpha:g} res {max(options.resolutions)}")
-    check_providers_available(options.bench.providers)
+    ``models``: names or aliases ("all": every registered model). ``resume``: skip the points the CSV already holds;
+    without it an existing CSV with rows is refused unless ``overwrite``. ``ray``: None runs every point in this
+    process; "local" starts a private Ray cluster on this machine (``ray_cpus`` CPUs, default all), "auto" joins the
+    cluster found on this machine, "HOST:PORT" the one at that address. ``exporter`` replaces ``edgekit.export``.
+    """
+    if resume and overwrite:
+        raise BadArgument("--resume keeps the CSV's rows and --overwrite deletes them; pass one of them")
+    names = parse_models(models)
+    points = expand(names, options)
+    preflight(names, options)
     if options.plot:
         require_matplotlib()
-    from .files import check_output_folder
-
-    out = check_output_folder(out_dir, "--out")
-    _prepare_folder(out, "--out")
+    _check_ray(ray, ray_cpus)
+    stem = _stem(names, options, name)
+    out = check_folder(out_dir, "--out")
+    csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
+    earlier = table.read_rows(csv_path)
+    if earlier and not (resume or overwrite):
+        raise BadArgument(f"{csv_path} already holds {len(earlier)} points; pass --resume to run only the points it "
+                          "lacks, or --overwrite to start over")
     if options.export_dir is not None:
-        _prepare_folder(options.export_dir, "--keep-onnx")
-    # A batch above 1 needs a symbolic batch dimension in the exported graph.
-    exporter = exporter or functools.partial(_default_exporter, dynamic_batch=(options.bench.batch or 1) > 1)
-    progress = progress or (lambda *a: None)
+        check_folder(options.export_dir, "--keep-exports")
+    from ..bench.system import default_threads
 
-    started = time.perf_counter()
-    grid = [(a, r) for a in options.alphas for r in options.resolutions]
-    reports: list[tuple[float, int, BenchReport, float, float, str | None]] = []
-    with tempfile.TemporaryDirectory(prefix="edgekit-sweep-") as scratch:
-        base = options.export_dir or Path(scratch)
-        for index, (alpha, res) in enumerate(grid, 1):
-            progress(index, len(grid), alpha, res, "export", None)
-            t0 = time.perf_counter()
-            folder = base / f"{spec.name}_a{alpha:g}_r{res}"
-            onnx_path = exporter(spec.name, alpha, res, folder, options.weights)
-            export_s = time.perf_counter() - t0
-            progress(index, len(grid), alpha, res, "bench", None)
-            t0 = time.perf_counter()
-            report = bench(onnx_path, options=options.bench)
-            bench_s = time.perf_counter() - t0
-            if not report.macs:
-                raise EdgekitError(f"{onnx_path} carries no MACs in its edgekit metadata; the sweep cannot place it")
-            kept = str(onnx_path) if options.export_dir is not None else None
-            reports.append((alpha, res, report, export_s, bench_s, kept))
-            progress(index, len(grid), alpha, res, "done", report)
+    threads = options.bench.threads or default_threads()
+    if overwrite:
+        for path in (csv_path, png_path):
+            path.unlink(missing_ok=True)
+        earlier = []
+    table.repair(csv_path)
+    done = table.done_keys(earlier)
+    todo = [p for p in points if p.key(threads) not in done]
+    tracker = _Tracker(points, todo, progress)
+    tracker.emit("start", None, {"csv": str(csv_path), "models": list(names), "precisions": list(options.precisions),
+                                 "runtimes": list(options.runtimes), "resumed": len(points) - len(todo),
+                                 "mode": "in-process" if ray is None else f"ray {ray}"})
 
-    front = pareto_front([r.latency_ms.p50 for _, _, r, *_ in reports], [r.macs or 0 for _, _, r, *_ in reports])
-    on_front = set(front)
-    points = tuple(
-        SweepPoint(
-            model=spec.name,
-            alpha=alpha,
-            res=res,
-            macs=int(report.macs or 0),
-            params=report.params,
-            latency_ms={k: getattr(report.latency_ms, k) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
-            throughput=report.throughput,
-            gmacs=report.gmacs,
-            provider=report.provider,
-            threads=report.threads,
-            batch=report.batch,
-            iterations=report.iterations,
-            export_s=export_s,
-            bench_s=bench_s,
-            on_front=i in on_front,
-            onnx=kept,
-        )
-        for i, (alpha, res, report, export_s, bench_s, kept) in enumerate(reports)
-    )
-    last = reports[-1][2]
-    system = {
-        "cpu_name": last.system.cpu_name,
-        "gpu_name": last.system.gpu_name,
-        "ort_version": last.system.ort_version,
-        "platform": last.system.platform,
-    }
-    provider_short = last.provider.replace("ExecutionProvider", "").lower()
-    stem = f"{spec.name}_{provider_short}_b{last.batch}_sweep"
-    csv_path = write_csv(points, out / f"{stem}.csv")
-    png_path = None
-    if options.plot:
-        title = f"{spec.name} on {last.provider}, batch {last.batch}, {last.threads} threads"
-        device = last.system.gpu_name or f"{last.system.cpu_name} ({last.system.cpu_count} CPUs)"
-        png_path = plot(points, front, out / f"{stem}.png", title=title, subtitle=f"{device}, onnxruntime {last.system.ort_version}")
+    def on_row(point: Point, fields: dict) -> None:
+        row = table.make_row(point, threads, fields)
+        table.append(csv_path, row)
+        tracker.finished(point, row)
+
+    work = Work(options, threads, exporter)
+    if todo and ray is None:
+        run_in_process(todo, work, on_row, tracker.emit)
+    elif todo:
+        from .ray_runner import run_on_ray
+
+        run_on_ray(ray, ray_cpus, todo, work, on_row, tracker.emit)
+    return _finish(names, points, threads, options, csv_path, png_path, tracker,
+                   "in-process" if ray is None else f"ray {ray}")
+
+
+def _number(row: dict, key: str, kind: type = float, default: Any = None) -> Any:
+    text = row.get(key, "")
+    return kind(float(text)) if text not in ("", None) else default
+
+
+def _point(row: dict) -> SweepPoint:
+    return SweepPoint(
+        model=row["model"], alpha=float(row["alpha"]), res=int(row["res"]), macs=_number(row, "macs", int),
+        params=_number(row, "params", int),
+        latency_ms={k: float(row[f"{k}_ms"]) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+        throughput=_number(row, "throughput_items_per_s", float, 0.0), gmacs=_number(row, "gmacs"),
+        provider=row["provider"], threads=_number(row, "threads", int, 0), batch=_number(row, "batch", int, 1),
+        iterations=_number(row, "iterations", int, 0), export_s=_number(row, "export_s", float, 0.0),
+        bench_s=_number(row, "bench_s", float, 0.0), on_front=row["pareto"] == "1", onnx=row.get("onnx") or None,
+        family=row["family"], precision=row["precision"], runtime=row["runtime"], format=row["format"],
+        family_front=row["family_pareto"] == "1", file=row.get("file") or None, node=row.get("node_hostname", ""),
+        verify=row.get("verify", ""),
+    )  # fmt: skip
+
+
+def _system(rows: Sequence[dict], options: SweepOptions) -> dict:
+    import onnxruntime
+
+    from ..bench.system import cpu_name, gpu_name
+
+    gpu = any("cuda" in p.lower() or "tensorrt" in p.lower() for p in options.bench.providers)
+    cpus = sorted({r["node_cpu_model"] for r in rows if r.get("node_cpu_model")}) or [cpu_name()]
+    return {"cpu_name": ", ".join(cpus), "gpu_name": gpu_name(options.bench.device_id) if gpu else None,
+            "ort_version": onnxruntime.__version__, "platform": f"{platform.system()} {platform.release()} "
+                                                          f"{platform.machine()}"}
+
+
+def _finish(models: Sequence[str], grid: Sequence[Point], threads: int, options: SweepOptions, csv_path: Path,
+            png_path: Path, tracker: _Tracker, mode: str) -> SweepResult:
+    """Rebuild the fronts from the whole CSV, rewrite it with them marked (rows in grid order, rows of other grids
+    after them), draw the PNG."""
+    rows = table.read_rows(csv_path)
+    place = {p.key(threads): i for i, p in enumerate(grid)}
+    rows.sort(key=lambda r: place.get(tuple(r[k] for k in table.KEY_COLUMNS), len(place)))  # stable: others after
+    table.mark_fronts(rows)
+    if rows:
+        table.write_rows(csv_path, rows)
+    points = tuple(_point(r) for r in rows if table.ok(r))
+    # the CSV's column says (fronts are per CPU model), in pareto_front's order
+    front = sorted((i for i, p in enumerate(points) if p.on_front),
+                   key=lambda i: (points[i].latency_ms["p50"], -points[i].macs))
+    failures = tuple({**{k: r[k] for k in table.KEY_COLUMNS}, "error": r["error"]} for r in rows if r.get("error"))
+    system = _system(rows, options)
+    provider = points[0].provider if points else options.bench.providers[0]
+    written = None
+    if options.plot and points:
+        models_shown = list(dict.fromkeys(p.model for p in points))
+        what = models_shown[0] if len(models_shown) == 1 else f"{len(models_shown)} models"
+        used = "/".join(map(str, sorted({p.threads for p in points})))
+        title = f"{what} on {provider}, batch {points[0].batch}, {used} threads"
+        runtimes = ", ".join(sorted({p.runtime for p in points}))
+        written = plot(points, front, png_path, title=title, subtitle=f"{system['cpu_name']}; {runtimes}")
     return SweepResult(
-        model=spec.name,
-        provider=last.provider,
-        points=points,
-        front=tuple(front),
-        csv_path=csv_path,
-        png_path=png_path,
-        system=system,
-        elapsed_s=time.perf_counter() - started,
+        model=",".join(models), provider=provider, points=points, front=tuple(front), csv_path=csv_path,
+        png_path=written, system=system, elapsed_s=time.perf_counter() - tracker.started, total=tracker.total,
+        ran=tracker.ran, failures=failures, mode=mode, nodes=tuple(tracker.nodes),
     )
 
 
-def _prepare_folder(folder: Path, flag: str) -> None:
-    from .files import check_output_folder
-
-    folder = check_output_folder(folder, flag)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadArgument(f"{flag} {str(folder)!r} cannot be created: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK):
-        raise BadArgument(f"{flag} {str(folder)!r} is not writable")
-
-
-CSV_COLUMNS = (
-    "model", "alpha", "res", "macs", "params", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms",
-    "throughput_items_per_s", "gmacs", "pareto", "provider", "threads", "batch", "iterations", "export_s", "bench_s",
-    "onnx",
-)  # fmt: skip
-
-
-def write_csv(points: Sequence[SweepPoint], path: Path) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for p in points:
-        lat = p.latency_ms
-        writer.writerow(
-            [
-                p.model, p.alpha, p.res, p.macs, "" if p.params is None else p.params,
-                *(round(lat[k], 4) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")),
-                round(p.throughput, 2), "" if p.gmacs is None else round(p.gmacs, 3), int(p.on_front),
-                p.provider, p.threads, p.batch, p.iterations, round(p.export_s, 2), round(p.bench_s, 2), p.onnx or "",
-            ]
-        )  # fmt: skip
-    return atomic_write(path, buffer.getvalue().encode())
-
-
-#: Where a label may go, relative to its point (offset points), tried in this order until one overlaps nothing.
-_LABEL_OFFSETS = ((7, 7), (7, -9), (-7, 9), (-7, -9), (14, 20), (14, -20), (-14, 22), (-14, -22), (24, 34), (24, -34))
-
-
-def _text_box(annotation: Any, renderer: Any) -> Any:
-    """The label's own box, without its leader line (Annotation.get_window_extent includes the arrow)."""
-    from matplotlib.text import Text
-
-    annotation.update_positions(renderer)
-    return Text.get_window_extent(annotation, renderer)
-
-
-def _label_points(fig: Any, ax: Any, points: Sequence[SweepPoint], avoid: Sequence[Any] = ()) -> None:
-    """Label every point at the first candidate spot inside the axes that covers no marker, no earlier label and
-    nothing in ``avoid`` (legend, footnote); a thin leader line joins a label moved away from its point. When no
-    spot is free the label goes to the nearest one."""
-    from matplotlib.transforms import Bbox
-
-    renderer = fig.canvas.get_renderer()
-    frame = ax.get_window_extent(renderer)
-    placed: list[Any] = [artist.get_window_extent(renderer) for artist in avoid]
-    markers = {}
-    for p in points:  # the markers themselves: no label may cover another point
-        x, y = ax.transData.transform((p.macs / 1e6, p.latency_ms["p50"]))
-        markers[id(p)] = Bbox.from_extents(x - 6, y - 6, x + 6, y + 6)
-
-    def put(p: SweepPoint, dx: int, dy: int) -> Any:
-        leader = None if (dx, dy) == _LABEL_OFFSETS[0] else {"arrowstyle": "-", "color": "0.55", "linewidth": 0.6}
-        text = ax.annotate(p.label, (p.macs / 1e6, p.latency_ms["p50"]), textcoords="offset points", xytext=(dx, dy),
-                           fontsize=8, ha="left" if dx >= 0 else "right", va="center", arrowprops=leader,
-                           fontweight="bold" if p.on_front else "normal", annotation_clip=False)  # fmt: skip
-        text.set_in_layout(False)
-        return text
-
-    for p in sorted(points, key=lambda q: (not q.on_front, q.macs)):  # front labels get the best spots
-        others = placed + [box for key, box in markers.items() if key != id(p)]
-        for dx, dy in _LABEL_OFFSETS:
-            text = put(p, dx, dy)
-            box = _text_box(text, renderer)
-            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-            if inside and not any(box.overlaps(other) for other in others):
-                break
-            text.remove()
-        else:
-            text = put(p, *_LABEL_OFFSETS[0])
-        placed.append(_text_box(text, renderer).expanded(1.04, 1.1))
-    ax.set_autoscale_on(False)  # the labels were placed for these limits
-
-
-def plot(points: Sequence[SweepPoint], front: Sequence[int], path: Path, *, title: str, subtitle: str = "") -> Path:
-    """Latency (p50, bars from min to p90) against MACs; the Pareto front drawn as a line; every point labelled."""
-    require_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.5, 6), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    alphas = sorted({p.alpha for p in points})
-    colours = {a: f"C{i % 10}" for i, a in enumerate(alphas)}
-    for alpha in alphas:
-        group = [p for p in points if p.alpha == alpha]
-        xs = [p.macs / 1e6 for p in group]
-        ys = [p.latency_ms["p50"] for p in group]
-        low = [max(0.0, p.latency_ms["p50"] - p.latency_ms["min"]) for p in group]
-        high = [max(0.0, p.latency_ms["p90"] - p.latency_ms["p50"]) for p in group]
-        ax.errorbar(xs, ys, yerr=[low, high], fmt="o", color=colours[alpha], ecolor=colours[alpha], alpha=0.9,
-                    capsize=3, markersize=6, label=f"alpha {alpha:g}")  # fmt: skip
-    if front:
-        ordered = sorted(front, key=lambda i: points[i].macs)
-        ax.plot([points[i].macs / 1e6 for i in ordered], [points[i].latency_ms["p50"] for i in ordered], "-",
-                color="black", linewidth=1.2, zorder=1, label="Pareto front")  # fmt: skip
-        ax.scatter([points[i].macs / 1e6 for i in ordered], [points[i].latency_ms["p50"] for i in ordered], s=160,
-                   facecolors="none", edgecolors="black", linewidths=1.5, zorder=3)  # fmt: skip
-    ax.margins(x=0.1, y=0.12)
-    ax.set_xlabel("multiply-adds per image (millions)")
-    ax.set_ylabel("latency p50 (ms); bars: min to p90")
-    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
-    ax.grid(True, alpha=0.3)
-    legend = ax.legend(fontsize=8, loc="upper left")
-    note = ax.text(0.99, 0.01, "front: no other point has more MACs at no more latency", transform=ax.transAxes,
-                   ha="right", va="bottom", fontsize=7, color="0.35")  # fmt: skip
-    fig.canvas.draw()  # runs the layout, so the label placement below sees the final axes
-    _label_points(fig, ax, points, avoid=(legend, note))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return atomic_write(path, buffer.getvalue())
-
-
-__all__ = ["SweepOptions", "SweepResult", "SweepPoint", "sweep", "pareto_front", "plot", "write_csv"]
+__all__ = ["SweepOptions", "SweepResult", "SweepPoint", "SweepEvent", "Point", "sweep", "pareto_front", "plot",
+           "CSV_COLUMNS", "MAX_GRID_POINTS", "MAX_SWEEP_POINTS"]
