@@ -457,6 +457,9 @@ class _Scheduler:
         else:
             error = f"Ray could not run it {where}: {_cause(exc)}"
         self.died[node.node_id] = node
+        if flight.payload is not None:  # its second return holds the same error: read it, or Ray logs it when freed
+            with contextlib.suppress(Exception):
+                self.ray.get(flight.payload, timeout=5)
         self.on_row(flight.point, {**flight.made, "node_hostname": node.hostname, "ray_node_id": node.node_id,
                                    "error": f"{flight.kind}: {error}"})
 

@@ -98,18 +98,27 @@ def _export_file(point: Point, work: Work, folder: Path) -> Path:
 
 
 def make_point(point: Point, work: Work, folder: Path) -> dict:
-    """Export ``point`` into ``folder`` and verify the file against its PyTorch reference on the point's runtime."""
+    """Export ``point`` into ``folder`` and verify the file against its PyTorch reference on the point's runtime.
+    ``export_started_at``/``export_ended_at`` span both steps (what runs on the machine before its benchmark)."""
     out: dict[str, Any] = {"format": work.format_of(point), "export_started_at": utc_now()}
+    try:
+        _export_and_verify(point, work, folder, out)
+    finally:
+        out["export_ended_at"] = utc_now()
+    return out
+
+
+def _export_and_verify(point: Point, work: Work, folder: Path, out: dict) -> None:
     started = time.perf_counter()
     try:
         path = _export_file(point, work, folder)
     except Exception as exc:  # noqa: BLE001 - the sweep records the point and goes on
-        out.update(error=_stage_error("export", exc), export_ended_at=utc_now())
-        return out
-    out.update(file=str(path), export_s=round(time.perf_counter() - started, 3), export_ended_at=utc_now())
+        out["error"] = _stage_error("export", exc)
+        return
+    out.update(file=str(path), export_s=round(time.perf_counter() - started, 3))
     if not work.options.verify:
         out["verify"] = "skipped"
-        return out
+        return
     from ..verify import VerifyOptions, verify
 
     started = time.perf_counter()
@@ -117,11 +126,10 @@ def make_point(point: Point, work: Work, folder: Path) -> dict:
         report = verify(path, options=VerifyOptions(runtime=point.runtime, localize=False))
     except Exception as exc:  # noqa: BLE001
         out.update(verify="error", error=_stage_error("verify", exc))
-        return out
+        return
     out.update(verify="pass" if report.passed else "fail", verify_s=round(time.perf_counter() - started, 3))
     if not report.passed:
         out["error"] = f"verify: {report.summary()}"
-    return out
 
 
 def companions(path: Path, fmt: str) -> list[Path]:
