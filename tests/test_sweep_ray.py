@@ -104,16 +104,18 @@ def test_ray_sweep_in_process_records_nodes_times_and_a_dead_worker(tmp_path, wo
     assert out == "" and err == ""  # nothing of Ray's reaches the driver's stdout/stderr
 
 
-def test_ctrl_c_keeps_finished_rows_and_resume_completes_them(tmp_path):
-    """SIGINT to a `--ray` driver mid-sweep: exit 130, finished rows kept, nothing left running; `--resume` (in
-    process, which never imports Ray) then runs exactly the missing points."""
-    out = tmp_path / "out"
-    args = ["sweep", "mobilenet_v2", "--alphas", "0.25,0.5,0.75", "--res", "32,48,64", "--threads", "1", "--warmup",
-            "0", "--iters", "3", "--no-plot", "--out", str(out)]
+GRID = ["mobilenet_v2", "--alphas", "0.25,0.5,0.75", "--res", "32,48,64", "--threads", "1", "--warmup", "0", "--iters",
+        "3", "--no-plot"]
+
+
+def _signal_mid_sweep(out: Path, sig: int) -> tuple[int, str, list[dict]]:
+    """A `--ray` driver (in its own session, like a terminal's job) signalled once two rows are in the CSV; returns
+    its exit code, stderr and the rows it kept, after checking that nothing of it is left running or on disk."""
     csv_path = out / "mobilenet_v2_cpu_b1_sweep.csv"
     before = _leftovers()
-    driver = subprocess.Popen([sys.executable, HELPERS, *args, "--ray", "--ray-cpus", "2"], env=worker_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = subprocess.Popen([sys.executable, HELPERS, "sweep", *GRID, "--out", str(out), "--ray", "--ray-cpus", "2"],
+                              env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and driver.poll() is None:
@@ -121,30 +123,44 @@ def test_ctrl_c_keeps_finished_rows_and_resume_completes_them(tmp_path):
                 break
             time.sleep(0.2)
         assert driver.poll() is None, driver.stderr.read()
-        os.kill(driver.pid, signal.SIGINT)
+        os.kill(driver.pid, sig)
         code = driver.wait(timeout=120)
     finally:
         if driver.poll() is None:
             driver.kill()
     err = driver.stderr.read()
-    assert code == 130, err
-    assert "interrupted with" in err and "rerun with --resume to finish" in err and "Traceback" not in err
-    assert wait_gone(driver.pid) == []  # the private cluster's processes are gone with it
-    assert _leftovers() == before
-    kept = _rows(csv_path)
-    assert 2 <= len(kept) < 9
+    assert "rerun with --resume to finish" in err and "Traceback" not in err, err
+    assert wait_gone(driver.pid) == []  # the private cluster's processes went with it
+    assert _leftovers() == before  # no scratch folder, no cluster folder
+    assert [p.name for p in out.iterdir()] == [csv_path.name]  # no temporary file beside the CSV
+    return code, err, _rows(csv_path)
 
-    resumed = subprocess.run([sys.executable, HELPERS, *args, "--resume"], env=worker_env(), capture_output=True,
-                             text=True, timeout=900)
+
+def test_ctrl_c_keeps_finished_rows_and_resume_completes_them(tmp_path):
+    """SIGINT to a `--ray` driver mid-sweep: exit 130, finished rows kept, nothing left running; `--resume` (in
+    this process, which never imports Ray) then runs exactly the missing points."""
+    out = tmp_path / "out"
+    code, err, kept = _signal_mid_sweep(out, signal.SIGINT)
+    assert code == 130 and "interrupted with" in err and 2 <= len(kept) < 9
+
+    resumed = subprocess.run([sys.executable, HELPERS, "sweep", *GRID, "--out", str(out), "--resume"],
+                             env=worker_env(), capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert "ray imported: False" in resumed.stderr and f"{len(kept)} already in" in resumed.stderr
-    rows = _rows(csv_path)
+    rows = _rows(out / "mobilenet_v2_cpu_b1_sweep.csv")
     keys = [tuple(r[k] for k in KEY_COLUMNS) for r in rows]
     options = SweepOptions(alphas="0.25,0.5,0.75", resolutions="32,48,64")
     assert sorted(keys) == sorted(p.key(1) for p in expand(["mobilenet_v2"], options))  # an uninterrupted run's
     assert len(set(keys)) == len(keys) == 9 and all(not r["error"] for r in rows)
     by_key = {tuple(r[k] for k in KEY_COLUMNS): r for r in rows}
     assert all(by_key[tuple(r[k] for k in KEY_COLUMNS)]["p50_ms"] == r["p50_ms"] for r in kept)  # kept as they were
+
+
+@pytest.mark.slow
+def test_sigterm_mid_ray_sweep_exits_143_and_leaves_nothing(tmp_path):
+    """In the driver, Ray turns SIGTERM into an abort unless edgekit takes it back: exit 143, rows kept, clean."""
+    code, err, kept = _signal_mid_sweep(tmp_path / "out", signal.SIGTERM)
+    assert code == 143 and "terminated (SIGTERM) with" in err and len(kept) >= 2
 
 
 @pytest.mark.slow

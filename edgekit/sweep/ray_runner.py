@@ -165,18 +165,11 @@ def connect(address: str, num_cpus: int | None = None, keep_dir: Path | None = N
         kwargs.update(address=address)
     try:
         with _signals_and_output(ray):
-            try:
-                context = ray.init(**kwargs)
-            except ConnectionError as exc:
-                raise EdgekitError(f"cannot connect to the Ray cluster at {address}: {first_line(exc)}; check the "
-                                   "address and that RAY_AUTH_TOKEN (or ~/.ray/auth_token) holds the cluster's "
-                                   "token") from None
-            except (ValueError, RuntimeError) as exc:
-                raise EdgekitError(f"Ray did not start ({first_line(exc)}); check --ray {address}") from None
-            if threading.current_thread() is threading.main_thread():
-                _SIGTERM_SEEN.clear()
-                signal.signal(signal.SIGTERM, _raise_terminated)
-            try:
+            try:  # shut down even when ray.init is interrupted half-way (it may have started the cluster)
+                context = _init(ray, kwargs, address)
+                if threading.current_thread() is threading.main_thread():
+                    _SIGTERM_SEEN.clear()
+                    signal.signal(signal.SIGTERM, _raise_terminated)
                 nodes = _local_node(ray) if address == "local" else _probe_nodes(ray, keep_dir)
                 yield Cluster(context.address_info.get("address", address), nodes)
             finally:
@@ -184,6 +177,20 @@ def connect(address: str, num_cpus: int | None = None, keep_dir: Path | None = N
     finally:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _init(ray: Any, kwargs: dict, address: str) -> Any:
+    try:
+        return ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise EdgekitError(f"cannot connect to the Ray cluster at {address}: {first_line(exc)}; check the address "
+                           "and that RAY_AUTH_TOKEN (or ~/.ray/auth_token) holds the cluster's token") from None
+    except (ValueError, RuntimeError) as exc:
+        raise EdgekitError(f"Ray did not start ({first_line(exc)}); check --ray {address}") from None
+    except SystemExit as exc:  # SIGTERM while ray.init runs: its own handler calls sys.exit(SIGTERM)
+        if exc.code == signal.SIGTERM:
+            raise Terminated() from None
+        raise
 
 
 def _local_node(ray: Any) -> tuple[NodeSlot, ...]:
