@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Label every point up to this many; past it, only the overall front.
 LABEL_ALL_UP_TO = 30
+#: Several families whose MACs (or latencies) span more than this ratio are drawn on a log axis.
+LOG_SPAN = 10
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Where a label may go, relative to its point (offset points), tried in this order until one overlaps nothing.
 _LABEL_OFFSETS = ((7, 7), (7, -9), (-7, 9), (-7, -9), (14, 20), (14, -20), (-14, 22), (-14, -22), (24, 34), (24, -34))
@@ -148,6 +150,13 @@ def plot(points: Sequence["SweepPoint"], front: Sequence[int], path: Path, *, ti
         ax.scatter([p.macs / 1e6 for p in chosen], [p.latency_ms["p50"] for p in chosen], s=160, facecolors="none",
                    edgecolors="black", linewidths=1.5, zorder=3)  # fmt: skip
     ax.margins(x=0.1, y=0.12)
+    if len(values) > 1 and attr == "family":  # families span decades of MACs and latency: spread them evenly
+        macs = [p.macs for p in points]
+        lat = [p.latency_ms["p50"] for p in points]
+        if max(macs) > LOG_SPAN * min(macs):
+            ax.set_xscale("log")
+        if min(lat) > 0 and max(lat) > LOG_SPAN * min(lat):
+            ax.set_yscale("log")
     ax.set_xlabel("multiply-adds per image (millions)")
     ax.set_ylabel("latency p50 (ms); bars: min to p90")
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
