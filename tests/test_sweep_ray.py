@@ -171,7 +171,8 @@ def test_two_ray_nodes_on_one_machine_share_points_but_never_a_benchmark(tmp_pat
                                   {"num_cpus": 1, "resources": {"nodeB": 1}}]).start()
     events: list = []
     try:
-        options = SweepOptions(alphas="0.25,0.5", resolutions="32,64", bench=QUICK_BENCH)
+        options = SweepOptions(alphas="0.25,0.5", resolutions="32,64", bench=QUICK_BENCH,
+                               export_dir=tmp_path / "kept")  # every node sees it: one machine
         result = sweep("mobilenet_v2,shufflenet_v2", out_dir=tmp_path, options=options, exporter=fast_exporter,
                        ray=cluster.address, progress=lambda *e: events.append(e))
     finally:
@@ -185,3 +186,6 @@ def test_two_ray_nodes_on_one_machine_share_points_but_never_a_benchmark(tmp_pat
     assert {r["export_ray_node_id"] for r in rows} == node_ids  # exported on both
     assert {r["node_hostname"] for r in rows} == {socket.gethostname()}
     assert_benches_alone_per_machine(rows)
+    kept = [Path(r["file"]) for r in rows]  # written by the workers into the shared folder, one folder per point
+    assert all(p.is_file() and p.parent.parent == tmp_path / "kept" for p in kept) and len(set(kept)) == 8
+    assert [p.name for p in (tmp_path / "kept").iterdir() if p.name.startswith(".")] == []  # the probe's marker went

@@ -1,8 +1,8 @@
 """The sweep's picture: latency against MACs, each model family's Pareto front, the overall front marked.
 
-One model: points coloured by width multiplier and every point labelled. Several families: points coloured by
-family, each family's front drawn as a dashed line in its colour, the overall front as a black line; only the
-overall front's points are labelled once there are too many to label them all. Several precisions or runtimes get
+One model: points coloured by width multiplier and every point labelled (up to 30). Several families: points
+coloured by family, each family's front drawn as a dashed line in its colour, the overall front as a black line
+with its points labelled. Several precisions or runtimes get
 one marker shape each.
 """
 
@@ -63,7 +63,7 @@ def _label_points(fig: Any, ax: Any, points: Sequence["SweepPoint"], labelled: S
     def put(p: "SweepPoint", dx: int, dy: int) -> Any:
         leader = None if (dx, dy) == _LABEL_OFFSETS[0] else {"arrowstyle": "-", "color": "0.55", "linewidth": 0.6}
         text = ax.annotate(text_of(p), (p.macs / 1e6, p.latency_ms["p50"]), textcoords="offset points",
-                           xytext=(dx, dy), fontsize=8 if len(labelled) <= LABEL_ALL_UP_TO else 7,
+                           xytext=(dx, dy), fontsize=8,
                            ha="left" if dx >= 0 else "right", va="center", arrowprops=leader,
                            fontweight="bold" if p.on_front else "normal", annotation_clip=False)  # fmt: skip
         text.set_in_layout(False)
@@ -167,7 +167,8 @@ def plot(points: Sequence["SweepPoint"], front: Sequence[int], path: Path, *, ti
         footnote += "; dashed: each family's front"
     note = ax.text(0.99, 0.01, footnote, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.35")
     fig.canvas.draw()  # runs the layout, so the label placement below sees the final axes
-    labelled = points if len(points) <= LABEL_ALL_UP_TO else [p for p in points if p.on_front]
+    crowded = len(points) > LABEL_ALL_UP_TO or attr == "family"  # colours name the families; labels, the front
+    labelled = [p for p in points if p.on_front] if crowded else points
     _label_points(fig, ax, points, labelled, _label_text(points), avoid=(legend, note))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
