@@ -94,6 +94,7 @@ def test_ray_sweep_in_process_records_nodes_times_and_a_dead_worker(tmp_path, wo
         assert r["ray_node_id"] == r["export_ray_node_id"] == node["node_id"] and r["verify"] == "pass"
         assert r["node_hostname"] == socket.gethostname() and r["node_cpu_model"] == cpu_name()
         assert r["threads"] == "1" and float(r["p50_ms"]) > 0 and r["error"] == ""
+        assert float(r["bench_cpus_held"]) == 2  # the benchmark held every CPU of its node
     assert_benches_alone_per_machine(rows)
     assert result.mode == "ray local" and len(result.points) == 3 and len(result.failures) == 1
     import ray
@@ -185,6 +186,7 @@ def test_two_ray_nodes_on_one_machine_share_points_but_never_a_benchmark(tmp_pat
     assert {r["ray_node_id"] for r in rows} == node_ids  # timed on both nodes
     assert {r["export_ray_node_id"] for r in rows} == node_ids  # exported on both
     assert {r["node_hostname"] for r in rows} == {socket.gethostname()}
+    assert all(float(r["bench_cpus_held"]) == 1 for r in rows)  # each node has one CPU: it held it
     assert_benches_alone_per_machine(rows)
     kept = [Path(r["file"]) for r in rows]  # written by the workers into the shared folder, one folder per point
     assert all(p.is_file() and p.parent.parent == tmp_path / "kept" for p in kept) and len(set(kept)) == 8

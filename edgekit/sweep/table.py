@@ -30,7 +30,7 @@ CSV_COLUMNS = (
     "max_ms", "throughput_items_per_s", "gmacs", "pareto", "family_pareto", "provider", "batch", "iterations",
     "verify", "error", "export_s", "verify_s", "bench_s", "node_hostname", "node_cpu_model", "node_logical_cpus",
     "node_platform", "ray_node_id", "export_ray_node_id", "export_started_at", "export_ended_at", "bench_started_at",
-    "bench_ended_at", "bench_lock_wait_s", "file", "onnx",
+    "bench_ended_at", "bench_lock_wait_s", "bench_cpus_held", "file", "onnx",
 )  # fmt: skip
 
 
