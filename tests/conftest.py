@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+import edgekit  # noqa: F401  (before torch: it sets OMP_WAIT_POLICY=PASSIVE, which must precede torch's OpenMP)
+import torch  # noqa: E402
 
 # Tests run on small CPUs: keep torch from oversubscribing the cores when pytest itself is the only process.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
