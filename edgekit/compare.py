@@ -31,7 +31,7 @@ from .formats import FORMATS, artifact_key, format_of
 from .metadata import PRECISIONS
 from .options import opt, validate
 from .parsing import parse_list
-from .runtimes import RUNTIMES, RuntimeSpec, get_runtime, runtimes_for
+from .runtimes import RuntimeSpec, get_runtime, runtimes_for
 
 #: progress(index, total, row label, stage): stage is export, verify, bench, eval or done
 CompareProgress = Callable[[int, int, str, str], None]
@@ -76,18 +76,14 @@ class CompareOptions:
 
     def __post_init__(self) -> None:
         put = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
-        if self.formats is not None:
-            names = [n.lower() for n in parse_list(self.formats, "--formats", "--formats onnx,torchscript")]
-            unknown = [n for n in names if n not in FORMATS]
-            if unknown:
-                raise BadArgument(f"unknown format {unknown[0]!r}; known formats: {', '.join(FORMATS)}")
-            put("formats", tuple(dict.fromkeys(names)))
-        if self.precisions is not None:
-            names = [n.lower() for n in parse_list(self.precisions, "--precisions", "--precisions fp32,int8")]
-            unknown = [n for n in names if n not in PRECISIONS]
-            if unknown:
-                raise BadArgument(f"unknown precision {unknown[0]!r}; known precisions: {', '.join(PRECISIONS)}")
-            put("precisions", tuple(dict.fromkeys(names)))
+        for key, what, known, example in (("formats", "format", tuple(FORMATS), "onnx,torchscript"),
+                                          ("precisions", "precision", PRECISIONS, "fp32,int8")):
+            if getattr(self, key) is not None:
+                names = [n.lower() for n in parse_list(getattr(self, key), f"--{key}", f"--{key} {example}")]
+                unknown = [n for n in names if n not in known]
+                if unknown:
+                    raise BadArgument(f"unknown {what} {unknown[0]!r}; known {what}s: {', '.join(known)}")
+                put(key, tuple(dict.fromkeys(names)))
         if self.runtimes is not None:
             names = parse_list(self.runtimes, "--runtimes", "--runtimes onnxruntime,openvino")
             put("runtimes", tuple(dict.fromkeys(get_runtime(n).name for n in names)))

@@ -39,8 +39,26 @@ _POOL = {"max_pool2d", "max_pool2d_with_indices"}
 _COPY = {"clone", "cat", "_to_copy", "copy_", "stack"}
 
 
+class _Traffic:
+    """Bytes moved and MACs per byte, for a layer or a stage."""
+
+    macs: int
+
+    @property
+    def bytes(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def intensity(self) -> float:
+        """MACs per byte moved."""
+        return self.macs / self.bytes if self.bytes else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "bytes": self.bytes, "intensity": round(self.intensity, 4)}  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class LayerCost:
+class LayerCost(_Traffic):
     """One conv/linear layer. ``kind``: conv, pointwise (1x1), depthwise, grouped, linear, or fc1x1 (a 1x1 conv on a
     1x1 map, as in squeeze-and-excitation: a matrix-vector product at batch 1)."""
 
@@ -57,17 +75,9 @@ class LayerCost:
     def bytes(self) -> int:
         return self.weight_bytes + self.act_in_bytes + self.act_out_bytes
 
-    @property
-    def intensity(self) -> float:
-        """MACs per byte moved."""
-        return self.macs / self.bytes if self.bytes else 0.0
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "bytes": self.bytes, "intensity": round(self.intensity, 4)}
-
 
 @dataclass(frozen=True)
-class StageCost:
+class StageCost(_Traffic):
     """One stage of ``edgekit info`` (a child of the model, ``features``-like containers expanded one level)."""
 
     name: str
@@ -80,13 +90,6 @@ class StageCost:
     @property
     def bytes(self) -> int:
         return self.weight_bytes + self.act_bytes + self.other_bytes
-
-    @property
-    def intensity(self) -> float:
-        return self.macs / self.bytes if self.bytes else 0.0
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "bytes": self.bytes, "intensity": round(self.intensity, 4)}
 
 
 @dataclass(frozen=True)

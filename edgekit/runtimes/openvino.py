@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ..errors import BadArgument, BadModelFile, ProviderUnavailable
-from . import CallTimer, NodeTime, RuntimeProfile, Runner, RunOptions, TensorSpec
+from . import CallTimer, NodeTime, Runner, RunOptions, RuntimeProfile, TensorSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..formats import Format
