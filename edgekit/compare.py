@@ -38,6 +38,8 @@ CompareProgress = Callable[[int, int, str, str], None]
 #: largest manifest read (a real one is a few KB)
 MAX_MANIFEST_BYTES = 16 << 20
 EAGER = "PyTorch eager"
+#: passing rows this close to the recommendation's p50 are named with it: a difference that small is noise
+TIE = 0.10
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,14 @@ def recommendation_text(result: CompareResult) -> str:
     if result.options.data:
         why += f" and loses at most {result.options.max_drop:g} top-1 points"
     speed = f", {best.speedup:.2f}x eager PyTorch" if best.speedup else ""
-    return (f"ship {best.artifact} ({best.format} {best.precision}) on {best.runtime} {best.provider}: p50 "
+    text = (f"ship {best.artifact} ({best.format} {best.precision}) on {best.runtime} {best.provider}: p50 "
             f"{best.p50:.3f} ms{speed}; {why}")
+    close = [r for r in result.rows if r is not best and r.verdict == "ok" and r.p50 is not None
+             and r.p50 <= (1 + TIE) * best.p50]
+    if close:
+        text += (f" (within {100 * TIE:.0f}%: " + ", ".join(f"{r.artifact} on {r.runtime} at {r.p50:.3f} ms"
+                                                           for r in close) + "; a tie at this machine's noise)")
+    return text
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -323,12 +331,12 @@ def _existing(folder: Path, model: str, alpha: float, res: int, weights: str | N
 
 def _artifacts(targets: Sequence[str | os.PathLike], alpha: float | None, res: int | None,
                out_dir: str | os.PathLike | None, options: CompareOptions, notes: list[str],
-               progress: CompareProgress) -> tuple[list[Artifact], str | None]:
+               progress: CompareProgress) -> list[Artifact]:
     if not targets:
         raise BadArgument("nothing to compare; pass a model name, an export folder or files")
     first = Path(os.fspath(targets[0]))
     if len(targets) == 1 and not first.exists() and first.suffix == "" and os.sep not in str(targets[0]):
-        return _from_name(str(targets[0]), alpha, res, out_dir, options, notes, progress), str(targets[0])
+        return _from_name(str(targets[0]), alpha, res, out_dir, options, notes, progress)
     if alpha is not None or res is not None or out_dir is not None or options.weights is not None:
         raise BadArgument("--alpha, --res, --out and --weights describe a model to export; an export folder and "
                           "files carry their own")
@@ -340,7 +348,7 @@ def _artifacts(targets: Sequence[str | os.PathLike], alpha: float | None, res: i
                                             and (options.precisions is None or a.precision in options.precisions))]
     if not keep:
         raise BadArgument(f"none of the artifacts in {str(targets[0])!r} matches --formats/--precisions")
-    return keep, None
+    return keep
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -478,7 +486,7 @@ def compare(targets: Sequence[str | os.PathLike] | str, *, alpha: float | None =
     targets = [targets] if isinstance(targets, (str, os.PathLike)) else list(targets)
     notes: list[str] = []
     load = load_average()
-    artifacts, model = _artifacts(targets, alpha, res, out_dir, options, notes, progress)
+    artifacts = _artifacts(targets, alpha, res, out_dir, options, notes, progress)
     threads = options.threads or default_threads()
     plan = _plan(artifacts, options)
     rows: list[CompareRow] = []
@@ -503,7 +511,8 @@ def compare(targets: Sequence[str | os.PathLike] | str, *, alpha: float | None =
     if len(models) > 1:
         notes.append(f"the files hold {len(models)} different models; speedups and drops are against "
                      f"{eager.model if eager else 'none'} only")
-    return CompareResult(model=model or (eager.model if eager else None), rows=tuple(rows),
+    first = next((a.model for a in artifacts if a.model), None)
+    return CompareResult(model=eager.model if eager else first, rows=tuple(rows),
                          recommendation=_recommend(rows),
                          threads=threads, system=system_info(load=load, runtime="compare").to_dict(),
                          options=options, notes=tuple(notes),

@@ -181,3 +181,26 @@ def test_a_runtime_registered_elsewhere_adds_its_rows(folder):
     rows = _rows(result)
     assert rows[("onnx", "twin")].verdict == "ok" and rows[("onnx", "twin")].latency_ms["count"] == 5
     assert set(rows) == {("onnx", "onnxruntime"), ("onnx", "twin"), ("eager", "torch")}
+
+
+@pytest.mark.slow
+def test_main_job_has_a_verified_row_per_format_precision_and_runtime(tmp_path, capsys):
+    """The acceptance run: every format x the precisions it writes x every runtime that runs it, plus eager; every
+    row verified (or skipped with the install hint); a second run with --json has the same rows."""
+    from edgekit.formats import FORMATS
+    from edgekit.runtimes import runtimes_for
+
+    argv = ["compare", "mobilenet_v3", "--alpha", "0.75", "--res", "192", "--out", str(tmp_path / "m"),
+            "--iters", "30", "--threads", "1"]
+    assert cli_main(argv) == 0
+    text = capsys.readouterr().out
+    assert cli_main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = {(f, p, r.name) for f, fmt in FORMATS.items() for p in fmt.precisions for r in runtimes_for(f)}
+    expected |= {(f, ",".join(fmt.precisions), "-") for f, fmt in FORMATS.items() if not fmt.available()}
+    assert {(r["format"], r["precision"], r["runtime"]) for r in data["rows"]} - {("eager", "fp32", "torch")} == expected
+    for row in data["rows"]:
+        assert row["verdict"] in ("ok", "skipped", "reference"), row
+        assert row["verified"] or row["verdict"] != "ok"
+        assert row["artifact"] in text
+    assert "recommendation: ship " + data["recommendation"]["artifact"] in text

@@ -97,6 +97,10 @@ class RuntimeProfile:
     runs: int
     #: the runtime's own time per run for the whole model, where it reports one (ONNX Runtime's model_run), ms
     runtime_ms: tuple[float, ...] = ()
+    #: per run, the sum of that run's node times (ms), where the profiler reports single runs
+    node_sums_ms: tuple[float, ...] = ()
+    #: the profiler itself adds time to every node it times (ONNX Runtime's does; OpenVINO's counters do not)
+    costs_per_node: bool = False
     notes: tuple[str, ...] = ()
 
 

@@ -165,4 +165,6 @@ def profile_from_trace(trace_path: str, graph_path: str, index: Any, *, skip_run
             neighbours=tuple(ups + downs if op_type == "ReorderOutput" else downs + ups),
             inserted=op_type in INSERTED_OPS or name not in by_name))
     return RuntimeProfile(tuple(nodes), tuple(walls_ms), "median", len(runs),
-                          runtime_ms=tuple(d / 1e3 for d in model_runs))
+                          runtime_ms=tuple(d / 1e3 for d in model_runs),
+                          node_sums_ms=tuple(sum(float(e.get("dur", 0)) for e in run) / 1e3 for run in runs),
+                          costs_per_node=True)
