@@ -48,7 +48,7 @@ def table_rows(result: "CompareResult") -> list[list[str]]:
                  _e(r.max_abs_err), _f(r.cosine, 6), _f(r.top1_agreement, 2)]
         if data:
             cells += [_f(None if r.accuracy is None else 100 * r.accuracy, 1), _f(r.accuracy_drop, 2)]
-        cells += [_f(lat.get("p50")), _f(lat.get("p90")), _f(r.items_per_s, 1),
+        cells += [_f(lat.get("min")), _f(lat.get("p50")), _f(lat.get("p90")), _f(r.items_per_s, 1),
                   "-" if r.speedup is None else f"{r.speedup:.2f}x", _verdict(r, result.recommendation)]
         rows.append(cells)
     return rows
@@ -59,17 +59,18 @@ def format_result(result: "CompareResult") -> str:
     from .report import table
 
     data = result.options.data is not None
-    headers = ["artifact", "format", "prec", "runtime / provider", "size", "max err", "cosine", "top1"]
+    headers = ["artifact", "format", "prec", "runtime / provider", "size", "max err", "cosine", "top1 agree"]
     headers += ["acc %", "drop"] if data else []
-    headers += ["p50 ms", "p90 ms", "items/s", "speedup", "verdict"]
+    headers += ["min ms", "p50 ms", "p90 ms", "items/s", "speedup", "verdict"]
     system = result.system
     lines = [f"{result.model or 'files'}  ·  {system.get('cpu_name', '?')} ({system.get('cpu_count', '?')} CPUs)  ·  "
              f"{result.threads} thread{'s' if result.threads != 1 else ''}, batch 1, the same seeded input for every "
              "row, one row at a time", ""]
-    lines.append(table(table_rows(result), headers, align="llllrrrr" + ("rr" if data else "") + "rrrrl"))
+    lines.append(table(table_rows(result), headers, align="llllrrrr" + ("rr" if data else "") + "rrrrrl"))
     lines.append("")
-    lines.append("max err / cosine / top1: worst over verify's inputs against the PyTorch reference; speedup: eager "
-                 "PyTorch p50 / row p50" + ("; drop: top-1 points below eager PyTorch" if data else ""))
+    lines.append("max err / cosine / top1 agree: worst over verify's inputs against the PyTorch reference; speedup: "
+                 "eager PyTorch p50 / row p50; min: the run least disturbed by other processes"
+                 + ("; drop: top-1 points below eager PyTorch" if data else ""))
     for r in result.rows:
         if r.verdict in ("FAIL", "error") or (r.verdict == "ok" and r.detail):
             lines.append(f"{r.verdict}: {r.label}: {r.detail}")

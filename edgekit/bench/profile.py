@@ -348,5 +348,5 @@ def format_profile(profile: dict) -> str:
     rows = [[n["name"][:40], n["op_type"], n["impl"][:28], n["provider"], _num(n["time_us"]),
              f"{n['module'] or '-'} ({n['how'].split(' ', 1)[0]})"] for n in slowest]
     lines += ["", f"slowest nodes (top {top})", table(rows, ["node", "op", "kernel", "provider", "us", "module (how)"],
-                                                      align="lllrrl")]
+                                                      align="llllrl")]
     return "\n".join(lines)
