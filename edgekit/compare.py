@@ -93,6 +93,9 @@ class CompareOptions:
             raise BadArgument("pass either --iters or --duration, not both")
         validate(self, ("limit", "max_drop", "threads", "warmup", "iters", "duration_s"))
         if self.data is not None:
+            if not Path(str(self.data)).exists():
+                raise BadArgument(f"--data {str(self.data)!r} does not exist; pass a folder of labelled images (one "
+                                  "sub-folder per class) or an .npz with x and y")
             put("data", str(self.data))
         elif self.limit is not None:
             raise BadArgument("--limit applies to --data; pass --data DIR or drop --limit")
@@ -329,13 +332,19 @@ def _existing(folder: Path, model: str, alpha: float, res: int, weights: str | N
         return {}
 
 
+def _is_name(targets: Sequence[str | os.PathLike]) -> bool:
+    """One target that is no existing path and does not look like one: a model name."""
+    text = os.fspath(targets[0]) if targets else ""
+    return len(targets) == 1 and not Path(text).exists() and Path(text).suffix == "" and os.sep not in str(text)
+
+
 def _artifacts(targets: Sequence[str | os.PathLike], alpha: float | None, res: int | None,
                out_dir: str | os.PathLike | None, options: CompareOptions, notes: list[str],
                progress: CompareProgress) -> list[Artifact]:
     if not targets:
         raise BadArgument("nothing to compare; pass a model name, an export folder or files")
     first = Path(os.fspath(targets[0]))
-    if len(targets) == 1 and not first.exists() and first.suffix == "" and os.sep not in str(targets[0]):
+    if _is_name(targets):
         return _from_name(str(targets[0]), alpha, res, out_dir, options, notes, progress)
     if alpha is not None or res is not None or out_dir is not None or options.weights is not None:
         raise BadArgument("--alpha, --res, --out and --weights describe a model to export; an export folder and "
@@ -504,7 +513,7 @@ def compare(targets: Sequence[str | os.PathLike] | str, *, alpha: float | None =
                                      lambda stage, i=i, label=label: progress(i, len(plan) + 1, label, stage)))
         progress(i, len(plan) + 1, label, "done")
     eager = _eager(artifacts, options, threads, progress, len(plan) + 1)
-    rows = _finish(rows + _skipped_formats(options), eager, options)
+    rows = _finish(rows + (_skipped_formats(options) if _is_name(targets) else []), eager, options)
     if eager is not None:
         rows.append(eager)
     models = {r.model for r in rows if r.model}

@@ -205,3 +205,39 @@ def test_main_job_has_a_verified_row_per_format_precision_and_runtime(tmp_path, 
         assert row["verified"] or row["verdict"] != "ok"
         assert row["artifact"] in text
     assert "recommendation: ship " + data["recommendation"]["artifact"] in text
+
+
+def test_data_scores_each_row_against_eager_pytorch(folder, tmp_path):
+    """Labels are eager PyTorch's own predictions: eager scores 100%, a faithful export the same, drop 0."""
+    import torch
+
+    from edgekit.formats import read_metadata
+    from edgekit.reference import reference_for_file
+
+    onnx_file = next(folder.glob("*.onnx"))
+    x = np.random.default_rng(5).standard_normal((16, 3, 64, 64), dtype=np.float32)
+    with torch.no_grad():
+        labels = reference_for_file(onnx_file, read_metadata(onnx_file))(torch.from_numpy(x)).argmax(1).numpy()
+    data = tmp_path / "labelled.npz"
+    np.savez(data, x=x, y=labels)
+    result = compare([onnx_file], options=CompareOptions(runtimes=("onnxruntime",), data=str(data), **FAST))
+    rows = _rows(result)
+    assert rows[("eager", "torch")].accuracy == 1.0
+    assert rows[("onnx", "onnxruntime")].accuracy == 1.0 and rows[("onnx", "onnxruntime")].accuracy_drop == 0.0
+    assert "acc %" in result.to_text() and "loses at most 1 top-1 points" in result.to_text()
+
+
+def test_a_row_that_loses_more_than_max_drop_is_not_recommended():
+    from edgekit.compare import CompareRow, _finish, _recommend
+
+    lat = lambda p50: {"p50": p50, "min": p50, "p90": p50, "count": 1}  # noqa: E731
+    eager = CompareRow("PyTorch eager", "eager", "fp32", "torch", model="m", latency_ms=lat(10.0), accuracy=0.80,
+                       verdict="reference")
+    fast = CompareRow("a_int8.onnx", "onnx", "int8", "onnxruntime", model="m", verified=True, latency_ms=lat(1.0),
+                      accuracy=0.77, verdict="ok")
+    slow = CompareRow("a.onnx", "onnx", "fp32", "onnxruntime", model="m", verified=True, latency_ms=lat(2.0),
+                      accuracy=0.80, verdict="ok")
+    rows = _finish([fast, slow], eager, CompareOptions(max_drop=1.0))
+    assert rows[0].verdict == "FAIL" and rows[0].accuracy_drop == pytest.approx(3.0) and "--max-drop 1" in rows[0].detail
+    assert _recommend(rows) is rows[1] and rows[1].speedup == pytest.approx(5.0)
+    assert _recommend(_finish([fast, slow], eager, CompareOptions(max_drop=5.0))).artifact == "a_int8.onnx"

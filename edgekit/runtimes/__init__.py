@@ -15,6 +15,9 @@ The contract every runner keeps:
   for); ``assignment()``: nodes per provider/delegate where the runtime can tell. A runner whose runtime silently
   put the model somewhere else than requested refuses to open (:class:`~edgekit.errors.ProviderUnavailable`).
 - ``close()``: release the session and its threads before anything else is timed on these cores.
+- ``profile(feeds, runs=, warmup=)`` (runtimes whose spec says ``profiles=True``, opened with
+  ``RunOptions(profile=True)``): per-node times from the runtime's own profiler, each node with the file's nodes it
+  computes (:class:`NodeTime`); ``bench --profile`` ties them to PyTorch modules. Others raise a one-line error.
 
 Optional runtimes (openvino, executorch) are imported lazily inside their module; without them, opening a file on
 them raises :class:`~edgekit.errors.MissingExtra` naming the extra to install.
