@@ -8,6 +8,7 @@ counts exactly those ops (conv + matmul/addmm) at 2 FLOPs per multiply-add, so M
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -46,16 +47,44 @@ class ModelInfo:
         data["stages"] = [asdict(s) for s in self.stages]
         return data
 
-    def to_text(self) -> str:
+    def to_text(self, memory: Any = None) -> str:
+        """The stage table; with ``memory`` (edgekit.memory_cost's result) also the bytes each stage moves."""
         from .report import human, mega, table
 
         lines = [f"{self.name}  alpha {self.alpha:g}  res {self.res}  input {list(self.input_shape)}",
-                 f"params {human(self.params)} ({self.params:,})   MACs {human(self.macs)} ({self.macs:,})", ""]
-        rows = [[s.name, mega(s.params), mega(s.macs), f"{100 * s.macs / max(self.macs, 1):.1f}%",
-                 "x".join(map(str, s.out_shape[1:]))] for s in self.stages]
-        lines.append(table(rows, ["stage", "params(M)", "MACs(M)", "MACs%", "output CxHxW"], align="lrrrl"))
+                 f"params {human(self.params)} ({self.params:,})   MACs {human(self.macs)} ({self.macs:,})"]
+        if memory is None:
+            rows = [[s.name, mega(s.params), mega(s.macs), f"{100 * s.macs / max(self.macs, 1):.1f}%",
+                     "x".join(map(str, s.out_shape[1:]))] for s in self.stages]
+            lines += ["", table(rows, ["stage", "params(M)", "MACs(M)", "MACs%", "output CxHxW"], align="lrrrl")]
+        else:
+            lines += [f"memory traffic (fp32, batch 1) {human(memory.bytes, 'B')}: "
+                      f"{memory.macs / max(memory.bytes, 1):.2f} MACs per byte", "", self._memory_table(memory)]
+            lines.append("\nweights: parameters read (with biases); act: conv/linear inputs and outputs; other: the ops "
+                         "between them\n(activations, adds, pooling, concatenation, shuffle copies); MAC/B: "
+                         "multiply-adds per byte moved")
         lines.append(f"\nsource: {self.source}")
         return "\n".join(lines)
+
+    def _memory_table(self, memory: Any) -> str:
+        from .report import mega, table
+
+        def mb(n: float) -> str:
+            return f"{n / 1e6:.2f}"
+
+        traffic = {s.name: s for s in memory.stages}
+        rows = []
+        for s in self.stages:
+            moved = traffic.get(s.name)
+            cells = ((mb(moved.weight_bytes), mb(moved.act_bytes), mb(moved.other_bytes), f"{moved.intensity:.2f}")
+                     if moved else ("-",) * 4)
+            rows.append([s.name, mega(s.params), mega(s.macs), f"{100 * s.macs / max(self.macs, 1):.1f}%", *cells,
+                         "x".join(map(str, s.out_shape[1:]))])
+        shown = {s.name for s in self.stages}
+        rows += [[s.name, "", "", "", mb(s.weight_bytes), mb(s.act_bytes), mb(s.other_bytes), f"{s.intensity:.2f}", ""]
+                 for s in memory.stages if s.name not in shown]  # ops in the model's own forward (a global mean)
+        return table(rows, ["stage", "params(M)", "MACs(M)", "MACs%", "weights MB", "act MB", "other MB", "MAC/B",
+                            "output CxHxW"], align="lrrrrrrrl")
 
 
 @dataclass(frozen=True)

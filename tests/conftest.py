@@ -80,3 +80,13 @@ def zoo_export(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    """One small model (MobileNetV2 alpha 0.35, 64 px) exported once as ONNX, TorchScript and pt2 through
+    edgekit.export (self-check on): shared by the OpenVINO, profile and compare tests."""
+    from edgekit.export import ExportOptions, export
+
+    return export("mobilenet_v2", alpha=0.35, res=64, out_dir=tmp_path_factory.mktemp("small") / "m2",
+                  options=ExportOptions(formats=("onnx", "torchscript", "pt2")))
