@@ -31,7 +31,7 @@ BASE = ["--alphas", "0.5", "--res", "96"]
     "argv, code, needle",
     [
         (["mobilenet_v2", *BASE, "--precisions", "fp32,int4"], 2, "unknown precision 'int4'; the export formats write: fp32"),
-        (["mobilenet_v2", *BASE, "--runtime", "tflite"], 2, "unknown runtime 'tflite'; use one of: onnxruntime, torch"),
+        (["mobilenet_v2", *BASE, "--runtime", "tflite"], 2, "unknown runtime 'tflite'; use one of: onnxruntime"),
         (["mobilenet_v2,mobilenet_v9", *BASE], 2, "unknown model"),
         (["all", "--alphas", ",".join(f"0.{i}" for i in range(1, 10)) + ",1", "--res", "64,96,128,160,192,224,256,288,"
           "320,352", "--runtime", "onnxruntime,torch"], 2, "is 3,600 points, more than 2,000"),
