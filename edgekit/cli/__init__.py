@@ -20,7 +20,7 @@ from typing import Sequence
 
 #: subcommand -> module under edgekit.cli; each module has add_arguments(parser) and run(args) -> int,
 #: and its docstring is the subcommand's --help text (first line = one-line summary).
-SUBCOMMANDS = ("models", "info", "export", "verify", "bench", "sweep")
+SUBCOMMANDS = ("models", "info", "export", "verify", "bench", "sweep", "quantize", "eval")
 
 
 class _Parser(argparse.ArgumentParser):

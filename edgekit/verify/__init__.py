@@ -107,7 +107,7 @@ from ..runtimes import Runner, RunOptions, open_runner
 from ..weights import WeightsRef
 from .checks import metadata_checks
 from .inputs import InputCase, load_inputs, make_inputs
-from .layers import CandLayer, map_layers, structure_check
+from .layers import CandLayer, map_layers, structure_check, weights_check
 from .localize import localize_activations, localize_weights
 from .options import DEFAULT_INPUT_SEED, DYNAMIC_BATCH_CASE, MAX_BATCH, VerifyOptions
 from .results import CaseResult, Check, Divergence, LayerError, OutputStats, VerifyReport
@@ -222,11 +222,19 @@ def _geometry(options: VerifyOptions, candidate: Runner, ref: _Reference, path: 
     return _Geometry(chw, fixed_batch, tuple(mean), tuple(std), shown)
 
 
-def _cases(options: VerifyOptions, geo: _Geometry, ref: _Reference, path: Path) -> list[InputCase]:
+def _cases(options: VerifyOptions, geo: _Geometry, ref: _Reference, path: Path,
+           statistical: bool = False) -> list[InputCase]:
     from ..guards import check_memory, check_tensor_bytes
 
     if options.inputs is not None:
         return load_inputs(options.inputs, geo.chw, geo.fixed_batch)
+    if statistical:
+        return []  # the samples are the statistical check's (edgekit/verify/statistical.py)
+    if options.data is not None:
+        from .statistical import DEFAULT_DATA_SAMPLES, load_samples
+
+        x, _, _ = load_samples(options.data, geo, None, options.samples or DEFAULT_DATA_SAMPLES, options.input_seed)
+        return [InputCase("data", x)]
     batches = options.batches
     if batches is None:
         batches = (geo.fixed_batch,) if geo.fixed_batch is not None else (1, DYNAMIC_BATCH_CASE)
@@ -251,11 +259,16 @@ def _candidate_layers(candidate: Runner, fmt: Format, ref: _Reference) -> list[C
     return map_layers(found or [], ref.trace)  # type: ignore[arg-type]
 
 
+def _outputs(runner: Runner, x: np.ndarray) -> list:
+    """All outputs for a few samples; for many (--data), the first output in chunks the runtime can take."""
+    return runner.run(x) if len(x) <= 16 else [runner.run_batched(x, 16)]
+
+
 def _run_case(case: InputCase, candidate: Runner, ref: _Reference, tol: Tolerance, against: bool,
               folded: list, run_time: dict[str, float]) -> CaseResult:
     try:
         t0 = time.perf_counter()
-        ref_out = ref.runner.run(case.array)
+        ref_out = _outputs(ref.runner, case.array)
         run_time["reference"] += time.perf_counter() - t0
     except EdgekitError:
         raise
@@ -265,7 +278,7 @@ def _run_case(case: InputCase, candidate: Runner, ref: _Reference, tol: Toleranc
         return CaseResult(case.name, case.batch, (), False, f"the reference failed: {first_line(exc)}")
     try:
         t0 = time.perf_counter()
-        cand_out = candidate.run(case.array)
+        cand_out = _outputs(candidate, case.array)
         run_time["candidate"] += time.perf_counter() - t0
     except EdgekitError:
         raise
@@ -328,7 +341,7 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None, ref
         ref = _reference(options, candidate, reference, path, notes)
         timings["build_reference"] = time.perf_counter() - start
         geo = _geometry(options, candidate, ref, path)
-        cases = _cases(options, geo, ref, path)
+        cases = _cases(options, geo, ref, path, tol.statistical)
         checks = metadata_checks(candidate, ref.spec)
         layers: list[CandLayer] = []
         if ref.module is not None:
@@ -338,19 +351,28 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None, ref
             structure = structure_check(layers, ref.trace, ref.module, ref.label)
             if structure is not None:
                 checks.append(structure)
+                if structure.passed and tol.weights_rtol is not None:
+                    checks.append(weights_check(layers, ref.trace, ref.module, tol.weights_rtol, tol.name))
             timings["structure"] = time.perf_counter() - start
 
         start = time.perf_counter()
         run_time = {"reference": 0.0, "candidate": 0.0}
         folded: list = []
+        statistical = None
+        if tol.statistical:
+            from .statistical import statistical_check
+
+            statistical = statistical_check(options, candidate, ref, geo, tol, fmt)
+            timings["statistics"] = time.perf_counter() - start
+            notes.extend(statistical.notes)
         results = [_run_case(c, candidate, ref, tol, options.against is not None, folded, run_time) for c in cases]
         timings["run_reference"], timings["run_candidate"] = run_time["reference"], run_time["candidate"]
-        numbers_ok = all(r.passed for r in results)
+        numbers_ok = all(r.passed for r in results) and (statistical is None or statistical.passed)
         passed = numbers_ok and all(c.passed for c in checks)
 
         divergence: Divergence | None = None
         structure_ok = all(c.passed for c in checks if c.name == "structure")
-        if not numbers_ok and options.localize and structure_ok:
+        if not numbers_ok and options.localize and structure_ok and statistical is None:
             start = time.perf_counter()
             divergence = _localize(options, candidate, fmt, layers, ref, cases, results, tol, notes)
             timings["localize"] = time.perf_counter() - start
@@ -375,6 +397,7 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None, ref
         notes=tuple(notes),
         timings_s={k: round(v, 4) for k, v in timings.items()},
         runtime=candidate.runtime,
+        statistical=statistical,
     )
 
 
