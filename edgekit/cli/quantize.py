@@ -22,7 +22,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(message: str) -> None:
         if not args.json:
-            print(f"... {message}", file=sys.stderr, flush=True)
+            print(f"... {message}", flush=True)
 
     report = quantize(args.file, options=options, progress=progress)
     print(to_json(report) if args.json else report.to_text())

@@ -50,7 +50,7 @@ def _write_reduced(job: WriteJob, path: Path) -> dict:
     try:
         options = QuantizeOptions(to=job.precision, calib=job.options.calib if job.precision == "int8" else None,
                                   samples=job.options.calib_samples)
-        done = convert(fp32, path, options, metadata=read_metadata(fp32), holdout=False)
+        done = convert(fp32, path, options, metadata=read_metadata(fp32), holdout=False, report_layers=False)
     finally:
         if scratch is not None:
             scratch.unlink(missing_ok=True)

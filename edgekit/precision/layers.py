@@ -71,6 +71,7 @@ def graph_layers(model: Any) -> list[GraphLayer]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     named: dict[str, str] = {}
+    seen: dict[str, int] = {}
     out: list[GraphLayer] = []
     for node in graph.node:
         acts = tuple(i for i in node.input if i and i not in consts)
@@ -89,8 +90,11 @@ def graph_layers(model: Any) -> list[GraphLayer]:
             module = _scopes(node)[-1]
         if module is None:
             ups = [named.get(producer[i].name, "") for i in acts if i in producer]
-            base = next((u for u in reversed(ups) if u), "input").split(" after ", 1)[-1]
+            base = next((u for u in reversed(ups) if u), "input").split(" after ", 1)[-1].split(" #", 1)[0]
             module = f"{node.op_type} after {base}"
+            seen[module] = seen.get(module, 0) + 1
+            if seen[module] > 1:  # the second Mul after a layer (hard-swish, then squeeze-excitation): numbered
+                module += f" #{seen[module]}"
         named[node.name] = module
         output = node.output[0]
         users = consumers.get(output, [])

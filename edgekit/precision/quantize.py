@@ -200,10 +200,10 @@ def _record(options: QuantizeOptions, src: Path, data: Any, scheme: Scheme | Non
 # the conversion (shared with export --precision)
 # ----------------------------------------------------------------------------------------------------------------
 def convert(src: Path, dst: Path, options: QuantizeOptions, *, metadata: Metadata | None = None,
-            progress: Progress | None = None, holdout: bool = True) -> Conversion:
+            progress: Progress | None = None, holdout: bool = True, report_layers: bool = True) -> Conversion:
     """Write the ``options.to`` version of the fp32 ONNX file ``src`` to ``dst`` (atomically; nothing is written
     when anything fails). ``holdout``: keep part of the calibration source apart to measure agreement (export's
-    writer calibrates on all of it)."""
+    writer calibrates on all of it); ``report_layers``: rank the layers that add the most error."""
     from ..formats.onnx import read
 
     progress = progress or (lambda _message: None)
@@ -217,7 +217,7 @@ def convert(src: Path, dst: Path, options: QuantizeOptions, *, metadata: Metadat
             if options.to == "fp16":
                 result = _convert_fp16(src, dst, proto, meta, options, Path(tmp), progress)
             else:
-                result = _convert_int8(src, dst, meta, options, Path(tmp), progress, holdout)
+                result = _convert_int8(src, dst, meta, options, Path(tmp), progress, holdout, report_layers)
     except OSError as exc:
         from ..files import write_error
 
@@ -227,7 +227,7 @@ def convert(src: Path, dst: Path, options: QuantizeOptions, *, metadata: Metadat
 
 
 def _convert_int8(src: Path, dst: Path, meta: Metadata, options: QuantizeOptions, work: Path, progress: Progress,
-                  holdout: bool) -> Conversion:
+                  holdout: bool, report_layers: bool) -> Conversion:
     import onnx
 
     from .data import calibration_set, check_classes
@@ -280,8 +280,10 @@ def _convert_int8(src: Path, dst: Path, meta: Metadata, options: QuantizeOptions
         exclude = list(mixed.final.nodes)
     else:
         path = quantize_qdq(prepared, work / "int8.onnx", scheme, options.method, cache, exclude)
-    progress("per-layer error of the INT8 graph against the fp32 graph")
-    layers = layer_report(prepared, path, held if len(held) else data.x)
+    layers: list[dict] = []
+    if report_layers:
+        progress("per-layer error of the INT8 graph against the fp32 graph")
+        layers = layer_report(prepared, path, held if len(held) else data.x)
     kept = list(dict.fromkeys(module_names(model, exclude)))
     record = _record(options, src, data, scheme, kept, exclude)
     _finish(onnx.load(str(path)), replace(meta, precision="int8", quantization=record), dst)
