@@ -103,11 +103,39 @@ def test_verify_int8_without_data_checks_weights_and_reports_agreement(digits_in
     assert not bad.passed and "features.4.block.0.0" in bad.summary() and "weights" in bad.summary()
 
 
+def test_verify_without_data_judges_a_synthetic_calibration_on_its_own_inputs(digits_onnx, tmp_path):
+    """A file calibrated on seeded image-like inputs is judged on such inputs without --data: each quantized
+    activation must survive its quantization. Calibrated on constant images instead (and recorded as synthetic),
+    the input's range collapses, and verify names it."""
+    import dataclasses
+
+    from edgekit.formats import read_metadata
+    from edgekit.formats.onnx import set_metadata
+    from edgekit.precision.quantize import QuantizeOptions, quantize
+    from edgekit.verify import VerifyOptions, verify
+
+    good = quantize(digits_onnx, options=QuantizeOptions(calib="synthetic", samples=64, latency=False,
+                                                         out=str(tmp_path / "syn.onnx"))).path
+    report = verify(good, options=VerifyOptions(samples=32))
+    assert report.passed and report.statistical.coverage_judged
+    assert min(c.sqnr_db for c in report.statistical.coverage if not c.folded) > 15
+    np.savez(tmp_path / "gray.npz", x=np.zeros((40, 3, 64, 64), np.float32))
+    flat = quantize(digits_onnx, options=QuantizeOptions(calib=str(tmp_path / "gray.npz"), latency=False,
+                                                         out=str(tmp_path / "flat.onnx"))).path
+    meta = read_metadata(flat)
+    quant = dict(meta.quantization, calibration=dict(meta.quantization["calibration"], kind="synthetic"))
+    model = onnx.load(str(flat))
+    set_metadata(model, dataclasses.replace(meta, quantization=quant))
+    onnx.save(model, str(flat))
+    bad = verify(flat, options=VerifyOptions(samples=32))
+    assert not bad.passed and "input quantization" in bad.summary()
+
+
 def test_fp16_on_digits_and_where_it_overflows(digits_onnx, digits_dir, tmp_path):
     from onnx import numpy_helper
 
     from edgekit.precision.quantize import QuantizeOptions, quantize
-    from edgekit.verify import VerifyOptions, verify
+    from edgekit.verify import verify
 
     report = quantize(digits_onnx, options=QuantizeOptions(to="fp16", out=str(tmp_path / "m_fp16.onnx"),
                                                            eval=str(digits_dir / "test"), latency=False))

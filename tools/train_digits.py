@@ -1,7 +1,8 @@
 """Fine-tune a zoo model on scikit-learn's handwritten digits: the real-data model the precision tests judge.
 
-    OMP_NUM_THREADS=1 python tools/train_digits.py                 # writes tests/data/digits_mobilenet_v3_small_a0.35_r64.pth
+    OMP_NUM_THREADS=1 python tools/train_digits.py        # writes tests/data/digits_mobilenet_v3_small_a0.35_r64.pth
     python tools/train_digits.py --model mobilenet_v2 --alpha 0.35 --res 64 --out /tmp/mv2.pth --json runs.jsonl
+    python tools/train_digits.py --write-data digits      # only the image folders: digits/{train,calib,test}/<class>/
 
 The splits are edgekit.precision.digits' (train 1000 / calib 300 / test 497, as 32x32 PNG folders); the training
 inputs are read back from those PNGs through edgekit's one preprocessing (RGB, shorter side to round(res / 0.875),
@@ -108,7 +109,8 @@ def train(args: argparse.Namespace, data: Path) -> dict:
     return {
         "model": args.model, "alpha": args.alpha, "res": args.res,
         "params": sum(p.numel() for p in model.parameters()), "state_dict_bytes": args.out.stat().st_size,
-        "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(), "train_seconds": round(time.perf_counter() - started, 1),
+        "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(),
+        "train_seconds": round(time.perf_counter() - started, 1),
         "epochs": args.epochs, "lr": args.lr, "wd": args.wd, "shift": args.shift, "batch": args.batch,
         "train_acc": accuracy(model, xtr, ytr), "test_acc": accuracy(model, xte, yte), "test_n": int(len(yte)),
         "loss_history": history, "out": str(args.out),
@@ -129,8 +131,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="append the result as one JSON line here")
+    p.add_argument("--write-data", type=Path, default=None, metavar="DIR",
+                   help="only write the train/calib/test image folders into DIR, and stop")
     args = p.parse_args()
     from edgekit.precision.digits import write_digits
+
+    if args.write_data is not None:
+        for split, folder in write_digits(args.write_data).items():
+            print(f"{split:<6} {sum(1 for _ in folder.rglob('*.png')):5d} images in {folder}/")
+        return
 
     if args.out is None:
         args.out = REPO / "tests" / "data" / f"digits_{args.model}_a{args.alpha:g}_r{args.res}.pth"

@@ -298,9 +298,14 @@ def with_outputs(path: Path, names: list[str], dst: Path) -> Path:
     proto.CopyFrom(read(path))
     existing = {o.name for o in proto.graph.output}
     elem = proto.graph.input[0].type.tensor_type.elem_type
+    try:  # each value's own type (an fp16 graph's layers are float16 between float32 inputs and outputs)
+        inferred = onnx.shape_inference.infer_shapes(proto).graph.value_info
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred}
+    except Exception:  # noqa: BLE001 - inference is a refinement; the input's type is right for fp32 graphs
+        types = {}
     for name in names:
         if name not in existing:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or elem, None))
             existing.add(name)
     onnx.save(proto, str(dst))
     return dst

@@ -131,11 +131,11 @@ def compare_files(src: Path, dst: Path, conversion: Any, options: Any, meta: Any
                             acc.get(key), min(latency[key]) if latency[key] else None)
              for key, path in (("fp32", src), ("other", dst))}
     result = Comparison(facts["fp32"], facts["other"], n, what, agree, lo, hi, threads)
-    result.notes.extend(_speed_notes(result, dst))
+    result.notes.extend(_speed_notes(result, dst, searched=options.scheme == "auto"))
     return result
 
 
-def _speed_notes(c: Comparison, dst: Path) -> list[str]:
+def _speed_notes(c: Comparison, dst: Path, searched: bool) -> list[str]:
     fast, slow = c.fp32.latency_ms, c.other.latency_ms
     if not fast or not slow or slow < fast:
         return []
@@ -147,6 +147,7 @@ def _speed_notes(c: Comparison, dst: Path) -> list[str]:
                "kernels for them here" if casts else "ONNX Runtime's CPU provider has no faster fp16 kernels here")
         return [f"the fp16 file runs no faster than fp32 ({slow:.3f} vs {fast:.3f} ms): {why}; fp16 halves the file, "
                 "the speed needs a GPU or NPU provider"]
+    other = "another runtime" if searched else "--scheme auto, another runtime"
     return [f"the {c.other.precision} file is SLOWER than fp32 on this runtime ({slow:.3f} vs {fast:.3f} ms, "
-            f"{slow / fast:.2f}x): its kernels for this scheme are not faster on this CPU; try --scheme auto, another "
-            "runtime, or deploy fp32 where speed matters"]
+            f"{slow / fast:.2f}x): its INT8 kernels are not faster on this CPU for this model; try {other}, or deploy "
+            "fp32 where speed matters"]

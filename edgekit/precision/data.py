@@ -148,7 +148,8 @@ def scan_folder(root: str | os.PathLike) -> Dataset:
     """Resolve a folder into samples without decoding anything (decoding errors surface when loading)."""
     root = Path(root)
     if not root.exists():
-        raise BadCalibrationData(f"calibration folder {str(root)!r} does not exist; pass a folder of images, an .npz or 'synthetic'")
+        raise BadCalibrationData(f"calibration folder {str(root)!r} does not exist; pass a folder of images, an .npz "
+                                 "or 'synthetic'")
     if not root.is_dir():
         raise BadCalibrationData(f"{str(root)!r} is not a folder; pass a folder of images, an .npz or 'synthetic'")
     skipped: dict[str, Skipped] = {}
@@ -210,7 +211,8 @@ def load_npz(path: str | os.PathLike, chw: tuple[int, int, int], input_name: str
     except BadArgument:
         raise
     except FileNotFoundError:
-        raise BadCalibrationData(f"{str(path)!r} does not exist; pass a folder of images, an .npz or 'synthetic'") from None
+        raise BadCalibrationData(f"{str(path)!r} does not exist; pass a folder of images, an .npz or "
+                                 "'synthetic'") from None
     except Exception as exc:  # zipfile.BadZipFile, ValueError (pickled objects), OSError ...
         raise BadCalibrationData(f"cannot read {path.name} as an .npz ({first_line(exc, 80)}); write it with "
                                  "numpy.savez(PATH, x=..., y=...)") from None
@@ -220,14 +222,16 @@ def load_npz(path: str | os.PathLike, chw: tuple[int, int, int], input_name: str
     if key_x is None and len(arrays) == 1:
         key_x = next(iter(arrays))
     if key_x is None:
-        raise BadCalibrationData(f"{path.name} has arrays {sorted(arrays)} but none named {input_name!r} or 'x'; rename the input array to 'x'")
+        raise BadCalibrationData(f"{path.name} has arrays {sorted(arrays)} but none named {input_name!r} or 'x'; "
+                                 "rename the input array to 'x'")
     x = arrays[key_x]
     if x.dtype.kind != "f":
         raise BadCalibrationData(f"{path.name}[{key_x!r}] has dtype {x.dtype}; store preprocessed float32 NCHW tensors")
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(chw) or x.shape[0] < 1:
-        raise BadCalibrationData(f"{path.name}[{key_x!r}] has shape {list(x.shape)}, but the model takes [N, {chw[0]}, {chw[1]}, {chw[2]}] (NCHW)")
+        raise BadCalibrationData(f"{path.name}[{key_x!r}] has shape {list(x.shape)}, but the model takes "
+                                 f"[N, {chw[0]}, {chw[1]}, {chw[2]}] (NCHW)")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise BadCalibrationData(f"{path.name}[{key_x!r}] contains NaN or Inf; calibration data must be finite")
@@ -236,7 +240,8 @@ def load_npz(path: str | os.PathLike, chw: tuple[int, int, int], input_name: str
     if key_y is not None:
         y = arrays[key_y]
         if y.dtype.kind not in "iu" or y.shape != (len(x),) or (y < 0).any():
-            raise BadCalibrationData(f"{path.name}[{key_y!r}] must be {len(x)} non-negative integer labels, got {y.dtype} {list(y.shape)}")
+            raise BadCalibrationData(f"{path.name}[{key_y!r}] must be {len(x)} non-negative integer labels, got "
+                                     f"{y.dtype} {list(y.shape)}")
         labels = [int(v) for v in y]
     return Dataset("npz", f"npz {path} [{key_x!r}]", [Sample(None, lab) for lab in labels], [], x, {})
 
@@ -299,7 +304,8 @@ def pick(dataset: Dataset, limit: int | None, seed: int = DEFAULT_SEED) -> Datas
     return dataset.subset(sorted(rng.choice(len(dataset), size=limit, replace=False).tolist()))
 
 
-def iter_batches(dataset: Dataset, pre: Preprocess, batch: int = 1, on_bad: str = "error") -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def iter_batches(dataset: Dataset, pre: Preprocess, batch: int = 1,
+                 on_bad: str = "error") -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Decoded NCHW float32 batches with their labels (None when unlabelled); images are decoded lazily."""
     if on_bad not in ("error", "skip"):
         raise BadArgument(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
@@ -449,7 +455,10 @@ def calibration_set(source: str | os.PathLike, pre: Preprocess, samples: int, in
         n_held = max(n_held, len(dataset) // 5)
         n_cal = min(n_cal, len(dataset) - n_held)
         notes.append(f"{len(dataset)} images: calibrating on {n_cal}, holding {n_held} out to measure agreement "
-                     f"(pass more images than --samples to keep all {samples} for calibration)")
+                     f"(a source with {HOLDOUT_MIN} more images than --samples keeps them all for calibration)")
+    if n_cal < 100:
+        notes.append(f"calibrated on {n_cal} images: ranges from so few can miss rare large activations (200 or more "
+                     "are recommended)")
     calib = dataset.subset(sorted(order[:n_cal]))
     held = dataset.subset(sorted(order[n_cal:n_cal + n_held]))
     x, _ = load_all(calib, pre)

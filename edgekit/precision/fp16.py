@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import first_line
 from .int8 import QuantizeFailed, quiet_ort
 
 FP16_MAX = 65504.0
@@ -41,7 +42,7 @@ def to_fp16(model: Any, name: str) -> Any:
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - the converter and the checker raise many types
-        raise QuantizeFailed(f"fp16 conversion of {name} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}); "
+        raise QuantizeFailed(f"fp16 conversion of {name} failed ({type(exc).__name__}: {first_line(exc, 100)}); "
                              "please report this model") from None
     return half
 
@@ -69,9 +70,9 @@ class NonFinite:
 def nonfinite_layers(path: Path, x: np.ndarray, input_name: str) -> list[NonFinite]:
     """Every layer of the fp16 file at ``path`` whose output holds Inf/NaN on ``x``, in execution order, named by
     PyTorch module (the first one is where fp16 breaks: everything after it inherits the Inf/NaN)."""
-    from .layers import graph_layers, layer_activations
-
     import onnx
+
+    from .layers import graph_layers, layer_activations
 
     model = onnx.load(str(path))
     acts = layer_activations(path, x, input_name, model=model)

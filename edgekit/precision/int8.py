@@ -210,8 +210,8 @@ def is_quantized(model: Any) -> bool:
     """Does the graph already hold quantized or half-precision arithmetic (QDQ nodes, QLinear ops, fp16 tensors)?"""
     import onnx
 
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear") or n.op_type.startswith("QLinear")
-           or n.op_type in ("ConvInteger", "MatMulInteger") for n in model.graph.node):
+    quantized = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger")
+    if any(n.op_type in quantized or n.op_type.startswith("QLinear") for n in model.graph.node):
         return True
     half = onnx.TensorProto.FLOAT16
     return any(t.data_type == half for t in model.graph.initializer)

@@ -266,7 +266,9 @@ def activation_coverage(path: Path, x: np.ndarray, input_name: str) -> list[Cove
         op = node.op_type if node is not None else "Input"
         folded = op in WEIGHT_OPS and abs(lo) < 1e-12
         reference = np.maximum(before, 0) if folded else before
-        clipped = float(((before > hi + abs(float(scale))) | (~np.array(folded) & (before < lo - abs(float(scale))))).mean())
+        step = abs(float(scale))
+        outside = (before > hi + step) if folded else (before > hi + step) | (before < lo - step)
+        clipped = float(outside.mean())
         module = "input quantization" if node is None else module_of.get(node.name, f"{op} {node.name}")
         out.append(Coverage(q.input[0], module, op, sqnr_db(reference, after), clipped, folded))
     return sorted(out, key=lambda c: c.sqnr_db)

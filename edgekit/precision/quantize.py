@@ -64,8 +64,9 @@ class QuantizeOptions:
                         help="most layers --keep-fp32 auto may keep in fp32")
     out: str | None = opt(None, kind="path", metavar="FILE", help="output file (default: <stem>_int8.onnx or "
                                                                   "<stem>_fp16.onnx beside the input)")
-    eval: str | None = opt(None, kind="path", metavar="DIR", help="labelled images for the closing accuracy "
-                                                                  "comparison (default: the held-out calibration images)")
+    eval: str | None = opt(None, kind="path", metavar="DIR",
+                           help="labelled images for the closing accuracy comparison (default: the held-out "
+                                "calibration images)")
     res: int | None = opt(None, kind="int", metavar="R", what="--res", lo=1, hi=8192, example="--res 224",
                           help="input resolution, for a file without edgekit metadata")
     threads: int | None = opt(None, kind="int", metavar="N", what="--threads", lo=1, hi=256, example="--threads 2",
@@ -350,7 +351,8 @@ class QuantizeReport:
             rows.insert(0, ["fp32 (reference)", "1.0000", f"{s.fp32_latency_ms:.3f}", "1.00x", "-"])
             lines += ["", f"--scheme auto (agreement on held-out images, target {s.target:g}):",
                       table(rows, ["scheme", "agreement", "p50 ms", "vs fp32", "meets target"], align="lrrrl"),
-                      f"kept: {s.chosen.label if s.chosen else '-'}" + (f" ({s.note})" if s.note else "")]
+                      f"kept: {s.chosen.label if s.chosen else '-'} (the fastest that meets the target)"]
+            lines += [f"note: {s.note}"] if s.note else []
         if c.mixed is not None:
             rows = [[len(st.kept_fp32), ", ".join(st.kept_fp32[-1:]) or "(none)", f"{st.agreement:.4f}",
                      f"{st.size_bytes / 1e6:.2f} MB"] for st in c.mixed.steps]

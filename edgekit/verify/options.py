@@ -171,7 +171,8 @@ class VerifyOptions:
             return base
         if base.statistical:
             raise BadArgument(f"--atol/--rtol do not apply to the statistical {base.name} preset (its verdict is "
-                              "agreement over many samples); drop them, or pass --tolerance fp16 for a per-sample bound")
+                              "agreement over many samples); drop them, or pass --tolerance fp16 for a per-sample "
+                              "bound")
         return Tolerance(
             name=f"{base.name} (custom)",
             atol=base.atol if self.atol is None else self.atol,

@@ -71,8 +71,11 @@ INT8_AGREEMENT = AgreementThresholds(min_top1_agree_lo=0.90, min_cosine_median=0
 
 TOLERANCE_PRESETS: dict[str, Tolerance] = {
     "fp32": Tolerance("fp32", atol=1e-5, rtol=1e-4, min_cosine=0.99999, tie_atol=1e-5, tie_rtol=1e-4),
-    # fp16 weights round to 11 significant bits: 2**-11 = 4.9e-4 of a layer's largest weight at most
-    "fp16": Tolerance("fp16", atol=1e-3, rtol=1e-2, min_cosine=0.999, tie_atol=1e-3, tie_rtol=1e-2,
+    # fp16: faithful fp16 files of the zoo's seeded models land at up to 1.5e-2 of the peak logit (ShuffleNetV2 0.5
+    # and MobileNetV1 0.25 at 64 px; 1e-2 failed them), the digits model well below; cosine >= 0.9998 everywhere.
+    # Weights round to 11 significant bits: 2**-11 = 4.9e-4 of a layer's largest weight at most (the weights check
+    # catches what a looser logit bound could let through: a changed weight)
+    "fp16": Tolerance("fp16", atol=1e-3, rtol=2e-2, min_cosine=0.999, tie_atol=1e-3, tie_rtol=2e-2,
                       weights_rtol=1e-3),
     # int8 weights (symmetric, 127 levels a side, per channel or per tensor) round by at most half a step:
     # 1/254 = 3.9e-3 of the layer's (or channel's) largest weight; faithful activations quantized to 8 bits keep
