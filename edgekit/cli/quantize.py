@@ -22,6 +22,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(message: str) -> None:
         if not args.json:
-            print(f"... {message}", flush=True)
+            print(f"... {message}", file=sys.stderr, flush=True)  # progress on stderr, as bench's and sweep's
 
     report = quantize(args.file, options=options, progress=progress)
     print(to_json(report) if args.json else report.to_text())

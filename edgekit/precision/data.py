@@ -398,8 +398,9 @@ def check_classes(dataset: Dataset, num_classes: int, model_name: str, labels_gi
         return
     if dataset.kind == "folder" and not labels_given and len(dataset.classes) != num_classes:
         raise BadCalibrationData(
-            f"{dataset.description} has {len(dataset.classes)} class folders but {model_name} has {num_classes} "
-            "classes; pass data with one folder per class of this model, or --labels FILE naming them")
+            f"the images have {len(dataset.classes)} class folders but {model_name} has {num_classes} classes "
+            f"({dataset.description}); pass data with one folder per class of this model, or --labels FILE naming "
+            "them")
     if labels_given and len(dataset.classes) != num_classes:
         raise BadCalibrationData(f"--labels names {len(dataset.classes)} classes but {model_name} has {num_classes}; "
                                  "pass the class list of this model")

@@ -94,9 +94,9 @@ def search_schemes(prepared: Path, fp32: Path, cache: Path, method: str, exclude
     chosen = min(passing, key=lambda p: p[0].latency_ms or np.inf)[1] if passing else None
     note = ""
     if chosen is None:
-        best = max(trials, key=lambda t: t.agreement)
-        note = (f"no scheme reaches the target agreement {target:g} (best: {best.scheme} at {best.agreement:.4f}); "
-                "lower --target-agreement, keep sensitive layers in fp32 (--keep-fp32 auto), or calibrate on more "
+        tried = ", ".join(f"{t.scheme} {t.agreement:.3f} at {t.latency_ms:.3f} ms" for t in trials)
+        note = (f"no scheme reaches the target agreement {target:g} ({tried}; fp32 {fp32_ms:.3f} ms); lower "
+                "--target-agreement, keep sensitive layers in fp32 (--keep-fp32 auto), or calibrate on more "
                 "representative images")
     else:
         fastest = next(t for t, s in passing if s == chosen)

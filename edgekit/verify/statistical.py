@@ -8,8 +8,8 @@ What is judged depends on what the inputs can prove (the rationale is in ``edgek
 - no ``--data``: seeded image-like inputs. Agreement is measured and reported, not judged: a faithful INT8 file
   of a seeded (untrained) network agrees with it on 5-100% of such inputs and one calibrated on constant images can
   look closer; even a trained model sees them as out-of-distribution. Judged: no NaN/Inf, each layer's weights
-  within 8-bit rounding of the reference's fold (the structure check), and, when the file was calibrated on
-  synthetic inputs (so these inputs are its calibration distribution), that every quantized activation keeps at
+  within 8-bit rounding of the reference's fold (the weights check), and, when the file was calibrated on
+  synthetic inputs (so these inputs are its calibration distribution), that the input's calibrated range keeps at
   least ``min_activation_sqnr_db`` through its quantization.
 """
 
