@@ -67,6 +67,8 @@ def test_verify_data_passes_faithful_int8_and_fails_constant_calibration(digits_
     from edgekit.precision.quantize import QuantizeOptions, quantize
     from edgekit.verify import VerifyOptions, verify
 
+    fp32 = verify(digits_onnx, options=VerifyOptions(data=str(digits_dir / "test"), samples=100))
+    assert fp32.passed and fp32.cases[0].name == "data" and fp32.cases[0].batch == 100  # fp32: per sample, on images
     good = verify(digits_int8.path, options=VerifyOptions(data=str(digits_dir / "test")))
     st = good.statistical
     assert good.passed and st.judged and st.stats.n == 497 and st.stats.top1_agree_lo > 0.95
@@ -328,4 +330,5 @@ def test_keep_fp32_auto_repairs_an_injected_range_fault(digits_onnx, digits_dir,
     mixed = report.conversion.mixed
     assert mixed.reached and mixed.steps[0].agreement < 0.99
     assert mixed.final.kept_fp32[0] == target
-    assert target in report.to_text()
+    assert target in report.to_text() and "cost of the fp32 layers" in report.to_text()
+    assert mixed.final.size_bytes > mixed.steps[0].size_bytes

@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _line(report) -> str:
     top5 = f"  top-5 {100 * report.top5:6.2f}%" if report.top5 is not None else ""
-    return (f"{report.path}  ({report.precision}, {report.runtime} {', '.join(report.providers)})\n"
+    where = ", ".join(report.providers)
+    where = where if where.startswith(report.runtime) else f"{report.runtime} {where}"
+    return (f"{report.path}  ({report.precision}, {where})\n"
             f"  top-1 {100 * report.top1:6.2f}%{top5}  on {report.images} images  "
             f"({report.images_per_s:,.0f} images/s, {report.seconds:.1f} s)")
 

@@ -89,10 +89,11 @@ class CalibrationReader:
     ``get_next`` (and ``rewind``/``set_range``/``__len__`` in some calibrators).
     """
 
-    def __init__(self, x: np.ndarray, input_name: str, batch: int = 1) -> None:
+    def __init__(self, x: np.ndarray, input_name: str, batch: int = 1, pad: bool = True) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         self.input_name = input_name
         self.batch = max(1, batch)
+        self.pad = pad  # a fixed-batch graph needs full batches; a symbolic one takes the short last one
         self.start, self.end, self.pos = 0, len(self.x), 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -100,7 +101,7 @@ class CalibrationReader:
             return None
         stop = min(self.pos + self.batch, self.end)
         chunk = self.x[self.pos:stop]
-        if len(chunk) < self.batch and self.batch > 1:  # a fixed-batch graph: repeat the last sample
+        if self.pad and len(chunk) < self.batch:  # a fixed-batch graph: repeat the last sample
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - len(chunk), axis=0)])
         self.pos = stop
         return {self.input_name: chunk}
@@ -170,7 +171,7 @@ def calibrate(prepared: Path, x: np.ndarray, method: str, cache: Path) -> Path:
             with quiet_ort():
                 calibrator = create_calibrator(prepared, ops, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                                calibrate_method=_method(method), extra_options=extra)
-                calibrator.collect_data(CalibrationReader(x, name, batch or 1))
+                calibrator.collect_data(CalibrationReader(x, name, batch or 16, pad=batch is not None))
                 ranges = calibrator.compute_data()
                 del calibrator
         except (EdgekitError, KeyboardInterrupt, MemoryError):

@@ -113,7 +113,7 @@ def layer_activations(path: Path, x: np.ndarray, input_name: str, model: Any = N
     with tempfile.TemporaryDirectory(prefix="edgekit-acts-") as tmp, quiet_ort():
         augmented = str(Path(tmp) / "augmented.onnx")
         modify_model_output_intermediate_tensors(str(path), augmented)
-        acts = collect_activations(augmented, CalibrationReader(x, input_name, batch or len(x)))
+        acts = collect_activations(augmented, CalibrationReader(x, input_name, batch or len(x), pad=batch is not None))
     return {k: np.concatenate([np.asarray(a) for a in v]) for k, v in acts.items()}
 
 

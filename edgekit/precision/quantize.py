@@ -279,6 +279,14 @@ def _convert_int8(src: Path, dst: Path, meta: Metadata, options: QuantizeOptions
                                  f"{len(best.kept_fp32)}); raise --max-fp32, lower --target-agreement, or calibrate "
                                  "on more representative images; nothing was written")
         exclude = list(mixed.final.nodes)
+        if options.latency and len(mixed.steps) > 1:
+            from ..bench.system import default_threads
+            from .search import median_latency_ms
+
+            progress("timing the all-INT8 file against the mixed one")
+            threads = options.threads or default_threads()
+            mixed.latency_ms = (median_latency_ms(work / "mixed_0.onnx", threads, options.iters),
+                                median_latency_ms(path, threads, options.iters))
     else:
         path = quantize_qdq(prepared, work / "int8.onnx", scheme, options.method, cache, exclude)
     layers: list[dict] = []
@@ -358,6 +366,12 @@ class QuantizeReport:
                      f"{st.size_bytes / 1e6:.2f} MB"] for st in c.mixed.steps]
             lines += ["", f"--keep-fp32 auto (target agreement {c.mixed.target:g} on held-out images):",
                       table(rows, ["fp32 layers", "added", "agreement", "size"], align="rlrr")]
+            first, last = c.mixed.steps[0], c.mixed.steps[-1]
+            if len(c.mixed.steps) > 1:
+                cost = f"cost of the fp32 layers: size {first.size_bytes / 1e6:.2f} -> {last.size_bytes / 1e6:.2f} MB"
+                if c.mixed.latency_ms:
+                    cost += f", latency {c.mixed.latency_ms[0]:.3f} -> {c.mixed.latency_ms[1]:.3f} ms (p50)"
+                lines.append(cost)
         if c.precision == "int8":
             kept = q.get("fp32_layers") or []
             lines.append(f"fp32 layers {', '.join(kept) if kept else 'none'}")

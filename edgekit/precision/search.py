@@ -123,13 +123,17 @@ class MixedSearch:
     target: float
     reached: bool
     steps: list[MixedStep] = field(default_factory=list)
+    #: p50 ms of the all-INT8 file and of the chosen one (timed one after the other), when layers stayed fp32
+    latency_ms: tuple[float, float] | None = None
 
     @property
     def final(self) -> MixedStep:
         return self.steps[-1]
 
     def to_dict(self) -> dict:
-        return {"target_agreement": self.target, "reached": self.reached, "steps": [s.to_dict() for s in self.steps]}
+        return {"target_agreement": self.target, "reached": self.reached, "steps": [s.to_dict() for s in self.steps],
+                "latency_ms": {"all_int8": self.latency_ms[0], "chosen": self.latency_ms[1]} if self.latency_ms
+                else None}
 
 
 def search_mixed(prepared: Path, model: Any, cache: Path, method: str, scheme: Scheme, start: Sequence[str],
