@@ -452,12 +452,15 @@ def _export(
             started = time.perf_counter()
             checks = self_check(written, built.reference, metadata, (1, 4) if options.dynamic_batch else (1,))
             exact = [c for c in checks if not any(c.format.endswith(f"_{p}") for p in ("int8", "fp16"))]
-            worst = max(exact or checks, key=lambda c: c.max_abs_err)
             reduced = sorted({c.format for c in checks} - {c.format for c in exact})
+            parts = []
+            if exact:
+                worst = max(exact, key=lambda c: c.max_abs_err)
+                parts.append(f"worst max|err| {worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})")
+            if reduced:
+                parts.append(f"{', '.join(reduced)} within {'their presets' if len(reduced) > 1 else 'its preset'}")
             report(StageTime("check", time.perf_counter() - started,
-                             f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: worst max|err| "
-                             f"{worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})"
-                             + (f"; {', '.join(reduced)} within their presets" if reduced and exact else "")))
+                             f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: {'; '.join(parts)}"))
             failed = [c for c in checks if not c.ok]
             if failed:
                 c = failed[0]

@@ -152,7 +152,10 @@ def source_metadata(path: Path, proto: Any, res: int | None) -> Metadata:
         what = meta.precision if meta is not None and meta.precision != "fp32" else "quantized or fp16"
         raise BadArgument(f"{path.name} is already {what}; quantize the fp32 file it was made from")
     if meta is not None:
-        return replace(meta, res=res) if res is not None and res != meta.res else meta
+        if res is not None and res != meta.res:
+            raise BadArgument(f"--res {res} disagrees with {path.name}'s metadata (res {meta.res}); drop --res (it is "
+                              "for files without edgekit metadata)")
+        return meta
     if res is None:
         raise BadArgument(f"{path.name} carries no edgekit metadata, so its preprocessing is unknown; pass --res R "
                           "(ImageNet mean/std are assumed), or export it with 'edgekit export'")
