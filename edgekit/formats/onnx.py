@@ -211,6 +211,7 @@ class _Constants:
         self.source: dict[str, str] = {}
 
     def array(self, name: str) -> Any:
+        import numpy as np
         from onnx import numpy_helper
 
         tensor = self.inits.get(name)
@@ -231,8 +232,6 @@ class _Constants:
         if getattr(scale, "ndim", 0) == 1 and q.ndim:
             shape[axis % q.ndim] = -1
         self.source[name] = node.input[0]
-        import numpy as np
-
         zero = np.asarray(zero, dtype="float64").reshape(shape)
         return ((q - zero) * np.asarray(scale, dtype="float64").reshape(shape)).astype("float32")
 
