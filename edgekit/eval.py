@@ -11,13 +11,17 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from .errors import BadArgument, BadModelFile
 from .options import opt, validate
 from .runtimes import Runner, RunOptions, open_runner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .metadata import Metadata
+    from .precision.data import Dataset
 
 #: progress(done, total): images scored so far
 EvalProgress = Callable[[int, int], None]
@@ -33,10 +37,15 @@ class EvalOptions:
     provider: str = opt("cpu", metavar="NAME", help="device / execution provider")
     threads: int | None = opt(None, kind="int", metavar="N", what="--threads", lo=1, hi=256, example="--threads 2",
                               help="intra-op threads (default: the physical cores available)")
+    labels: str | None = opt(None, kind="path", metavar="FILE",
+                             help="class names, one per line in class-index order; class folders are matched to them "
+                                  "(default: sorted folder names are the class indices)")
     seed: int = opt(0, kind="int", cli=False, what="seed", lo=0, hi=2**32 - 1, help="seed of the --limit subset")
 
     def __post_init__(self) -> None:
         validate(self, ("limit", "batch", "threads", "seed"))
+        if self.labels is not None:
+            object.__setattr__(self, "labels", str(self.labels))
         if self.runtime is not None:
             from .runtimes import get_runtime
 
@@ -57,6 +66,7 @@ class EvalReport:
     seconds: float
     predictions: list[int] = field(repr=False, default_factory=list)  # top-1 class per image, in data order
     labels: list[int] = field(repr=False, default_factory=list)
+    precision: str = "fp32"
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -65,20 +75,43 @@ class EvalReport:
         return data
 
 
-def evaluate(path: str | os.PathLike, data: str | os.PathLike, *, options: EvalOptions | None = None,
+def load_dataset(data: "str | os.PathLike | Dataset", meta: "Metadata", options: EvalOptions,
+                 name: str) -> "Dataset":
+    """The labelled images to score, resolved with the file's preprocessing, relabelled by --labels, checked against
+    the model's classes, reduced to --limit."""
+    from .precision import pick, resolve_source
+    from .precision.data import Dataset, apply_labels, check_classes, read_labels
+
+    if isinstance(data, Dataset):
+        dataset = data
+    else:
+        from .precision import Preprocess
+
+        dataset = resolve_source(data, Preprocess.from_metadata(meta), input_name=meta.input_name)
+    if options.labels is not None:
+        dataset = apply_labels(dataset, read_labels(options.labels))
+    if dataset.labels() is None:
+        raise BadArgument(f"{dataset.description} has no labels; pass a folder with one sub-folder per class "
+                          "(sorted names = class indices) or an .npz with labels y")
+    check_classes(dataset, meta.num_classes, name, labels_given=options.labels is not None)
+    return pick(dataset, options.limit, options.seed)
+
+
+def evaluate(path: str | os.PathLike, data: "str | os.PathLike | Dataset", *, options: EvalOptions | None = None,
              progress: EvalProgress | None = None) -> EvalReport:
-    """Top-1/top-5 accuracy of the file at ``path`` on the labelled image source ``data``."""
+    """Top-1/top-5 accuracy of the file at ``path`` on the labelled image source ``data`` (a path, or an already
+    resolved :class:`~edgekit.precision.data.Dataset`)."""
     options = options or EvalOptions()
     runner = open_runner(path, options.runtime, options=RunOptions(providers=(options.provider,),
                                                                     threads=options.threads), what="model file")
     return evaluate_runner(runner, data, options=options, progress=progress)
 
 
-def evaluate_runner(runner: Runner, data: str | os.PathLike, *, options: EvalOptions | None = None,
+def evaluate_runner(runner: Runner, data: "str | os.PathLike | Dataset", *, options: EvalOptions | None = None,
                     progress: EvalProgress | None = None) -> EvalReport:
     """Like :func:`evaluate`, on a runner that is already open (``compare`` scores the eager PyTorch reference this
     way, with the file's metadata); the runner is closed afterwards."""
-    from .precision import Preprocess, iter_batches, pick, resolve_source
+    from .precision import Preprocess, iter_batches
 
     options = options or EvalOptions()
     path = runner.path or runner.label
@@ -88,30 +121,20 @@ def evaluate_runner(runner: Runner, data: str | os.PathLike, *, options: EvalOpt
             raise BadModelFile(f"{Path(path).name} carries no edgekit metadata, so its preprocessing (res, mean, "
                                "std) is unknown; export it with 'edgekit export'")
         pre = Preprocess.from_metadata(meta)
-        dataset = pick(resolve_source(data, pre, input_name=meta.input_name), options.limit, options.seed)
+        dataset = load_dataset(data, meta, options, Path(path).name)
         labels = dataset.labels()
-        if labels is None:
-            raise BadArgument(f"{dataset.description} has no labels; pass a folder with one sub-folder per class "
-                              "(sorted names = class indices) or an .npz with labels y")
-        if int(labels.max()) >= meta.num_classes:
-            raise BadArgument(f"{dataset.description} has labels up to {int(labels.max())} but {Path(path).name} has "
-                              f"{meta.num_classes} classes; pass data for this model")
-        fixed = runner.input_shape[0] if runner.input_shape and isinstance(runner.input_shape[0], int) else None
-        batch = fixed or options.batch
+        assert labels is not None
         preds: list[np.ndarray] = []
         top5_hits = 0
         started = time.perf_counter()
         done = 0
-        for x, y in iter_batches(dataset, pre, batch=batch):
-            n = len(x)
-            if fixed is not None and n < fixed:  # a fixed-batch file: pad the last batch, score the real rows
-                x = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
-            logits = np.asarray(runner.run(x)[0], dtype=np.float32)[:n]
+        for x, y in iter_batches(dataset, pre, batch=options.batch):
+            logits = np.asarray(runner.run_batched(x, options.batch), dtype=np.float32)
             preds.append(np.argmax(logits, axis=1))
             if logits.shape[1] >= 5:
                 top5 = np.argsort(-logits, axis=1)[:, :5]
                 top5_hits += int((top5 == np.asarray(y)[:, None]).any(axis=1).sum())
-            done += n
+            done += len(x)
             if progress is not None:
                 progress(done, len(dataset))
         seconds = time.perf_counter() - started
@@ -125,4 +148,37 @@ def evaluate_runner(runner: Runner, data: str | os.PathLike, *, options: EvalOpt
         top5=top5_hits / images if images and meta.num_classes >= 5 else None,
         images_per_s=images / seconds if seconds > 0 else 0.0, seconds=seconds,
         predictions=[int(p) for p in predictions], labels=[int(v) for v in labels[:images]],
+        precision=meta.precision,
     )
+
+
+@dataclass(frozen=True)
+class EvalComparison:
+    """Two files scored on the same images: both accuracies, the drop, and how often they decide alike."""
+
+    a: EvalReport
+    b: EvalReport
+    agreement: float  # share of images whose top-1 class is the same in both
+    agreement_lo: float  # Wilson 95% interval
+    agreement_hi: float
+
+    @property
+    def drop_points(self) -> float:
+        """Accuracy of A minus accuracy of B, in percentage points (positive: B is worse)."""
+        return 100 * (self.a.top1 - self.b.top1)
+
+    def to_dict(self) -> dict:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict(), "top1_drop_points": self.drop_points,
+                "agreement": self.agreement, "agreement_ci95": [self.agreement_lo, self.agreement_hi]}
+
+
+def compare(a: EvalReport, b: EvalReport) -> EvalComparison:
+    """The comparison of two evaluations of the same images (same data, same order, same --limit subset)."""
+    from .verify.agreement import wilson_interval
+
+    if a.labels != b.labels or not a.labels:
+        raise BadArgument("the two evaluations scored different images; evaluate both files on the same --data with "
+                          "the same --limit")
+    same = int(sum(p == q for p, q in zip(a.predictions, b.predictions)))
+    lo, hi = wilson_interval(same, len(a.predictions))
+    return EvalComparison(a, b, same / len(a.predictions), lo, hi)

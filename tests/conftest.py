@@ -90,3 +90,42 @@ def small_export(tmp_path_factory):
 
     return export("mobilenet_v2", alpha=0.35, res=64, out_dir=tmp_path_factory.mktemp("small") / "m2",
                   options=ExportOptions(formats=("onnx", "torchscript", "pt2")))
+
+
+# --- precision: real labelled images (scikit-learn's digits) and a model fine-tuned on them --------------------------
+DIGITS_WEIGHTS = REPO / "tests" / "data" / "digits_mobilenet_v3_small_a0.35_r64.pth"
+DIGITS_MODEL = ("mobilenet_v3_small", 0.35, 64)
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """scikit-learn's handwritten digits as image folders: ``calib`` (300) and ``test`` (497), one sub-folder per
+    class (edgekit.precision.digits; the split tools/train_digits.py trained on is ``train``)."""
+    pytest.importorskip("sklearn")
+    from edgekit.precision.digits import write_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    write_digits(root, splits=("calib", "test"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(tmp_path_factory):
+    """The digits model (tests/data weights, trained by tools/train_digits.py) exported to fp32 ONNX with edgekit."""
+    from edgekit.export import ExportOptions, export
+
+    name, alpha, res = DIGITS_MODEL
+    out = tmp_path_factory.mktemp("digits_export")
+    result = export(name, alpha=alpha, res=res, out_dir=out,
+                    options=ExportOptions(formats=("onnx",), weights=str(DIGITS_WEIGHTS), num_classes=10))
+    return result.files["onnx"]
+
+
+@pytest.fixture(scope="session")
+def digits_int8(digits_onnx, digits_dir):
+    """``edgekit quantize`` of the digits model: per-channel U8S8 min-max on 200 of the 300 calibration images (the
+    other 100 held out), scored on the 497 test images; the latency comparison is left to tools/."""
+    from edgekit.precision.quantize import QuantizeOptions, quantize
+
+    return quantize(digits_onnx, options=QuantizeOptions(calib=str(digits_dir / "calib"), samples=200,
+                                                         eval=str(digits_dir / "test"), latency=False))

@@ -552,7 +552,7 @@ def test_user_inputs_npz(base, tmp_path):
         ({"batches": (-2,)}, "positive whole"),
         ({"batches": ("two",)}, "positive whole"),
         ({"provider": "tpu"}, "unknown provider"),
-        ({"tolerance": "int8"}, "unknown tolerance"),
+        ({"tolerance": "int4"}, "unknown tolerance"),
         ({"atol": -1}, ">= 0"),
         ({"rtol": "x"}, "must be a finite number"),
         ({"alpha": 0}, "alpha"),

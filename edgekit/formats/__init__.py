@@ -235,7 +235,7 @@ def _is_onnx(info: FileHead) -> bool:
 def _builtin() -> None:
     register_format(Format(
         "onnx", ".onnx", "ONNX", lazy("edgekit.formats.onnx", "write"), lazy("edgekit.formats.onnx", "read_metadata"),
-        _is_onnx, default_runtime="onnxruntime", options=("opset", "simplify"),
+        _is_onnx, default_runtime="onnxruntime", options=("opset", "simplify"), precisions=("fp32", "fp16", "int8"),
         layers=lazy("edgekit.formats.onnx", "layers"), with_outputs=lazy("edgekit.formats.onnx", "with_outputs"),
         description="ONNX (dynamo exporter, one self-contained file, onnxsim), metadata in metadata_props",
     ))

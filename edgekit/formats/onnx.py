@@ -29,6 +29,39 @@ def max_opset() -> int:
 
 
 def write(job: WriteJob, path: Path) -> dict:
+    """The fp32 graph, or (``job.precision`` int8/fp16) the fp32 graph converted by ``edgekit.precision`` (the code
+    ``edgekit quantize`` runs), calibrated on ``--calib`` with the file's own preprocessing."""
+    if job.precision != "fp32":
+        return _write_reduced(job, path)
+    return _write_fp32(job, path)
+
+
+def _write_reduced(job: WriteJob, path: Path) -> dict:
+    from ..precision.quantize import QuantizeOptions, convert
+
+    suffix = f"_{job.precision}{path.suffix}"
+    fp32 = path.with_name(path.name[: -len(suffix)] + path.suffix) if path.name.endswith(suffix) else None
+    scratch = None
+    if fp32 is None or not fp32.is_file():  # fp32 was not requested: write it beside, then drop it
+        scratch = path.with_name(f".fp32-{path.name}")
+        _write_fp32(replace(job, report=lambda *a: None), scratch)
+        fp32 = scratch
+    started = time.perf_counter()
+    try:
+        options = QuantizeOptions(to=job.precision, calib=job.options.calib if job.precision == "int8" else None,
+                                  samples=job.options.calib_samples)
+        done = convert(fp32, path, options, metadata=read_metadata(fp32), holdout=False, report_layers=False)
+    finally:
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
+    q = done.quantization
+    detail = (f"{q['scheme']}, {q['method']} on {q['calibration']['count']} images ({q['calibration']['kind']})"
+              if job.precision == "int8" else "fp16, fp32 inputs/outputs")
+    job.report(f"onnx {job.precision}", time.perf_counter() - started, detail)
+    return {"precision": job.precision, "quantization": q, "notes": done.notes}
+
+
+def _write_fp32(job: WriteJob, path: Path) -> dict:
     import onnx
     import torch
 
@@ -165,16 +198,53 @@ def read_metadata(path: Path) -> Metadata | None:
     return Metadata.from_props(props_of(read(path)), where=Path(path).name)
 
 
-def layers(path: Path) -> list[FileLayer]:
-    """Conv/Gemm/MatMul nodes with a constant weight: the file's layers, in graph order."""
-    from onnx import numpy_helper
+class _Constants:
+    """The constant tensors of a graph by value name: initializers, Constant nodes, and the dequantized values of a
+    QDQ graph's weights (``DequantizeLinear`` of an int8/int32 initializer, per tensor or per ``axis``)."""
 
+    def __init__(self, graph: Any) -> None:
+        self.inits = {t.name: t for t in graph.initializer}
+        self.consts = {n.output[0]: n.attribute[0].t for n in graph.node
+                       if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+        self.dq = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear" and n.output}
+        #: the name the value had before quantization (initializer of the DequantizeLinear's input)
+        self.source: dict[str, str] = {}
+
+    def array(self, name: str) -> Any:
+        import numpy as np
+        from onnx import numpy_helper
+
+        tensor = self.inits.get(name)
+        if tensor is None:
+            tensor = self.consts.get(name)
+        if tensor is not None:
+            return numpy_helper.to_array(tensor)
+        node = self.dq.get(name)
+        if node is None or node.input[0] not in self.inits:
+            return None
+        q = numpy_helper.to_array(self.inits[node.input[0]]).astype("float64")
+        scale = self.array(node.input[1])
+        zero = self.array(node.input[2]) if len(node.input) > 2 and node.input[2] else 0
+        if scale is None or zero is None:
+            return None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        if getattr(scale, "ndim", 0) == 1 and q.ndim:
+            shape[axis % q.ndim] = -1
+        self.source[name] = node.input[0]
+        zero = np.asarray(zero, dtype="float64").reshape(shape)
+        return ((q - zero) * np.asarray(scale, dtype="float64").reshape(shape)).astype("float32")
+
+    def name(self, value: str) -> str:
+        """The parameter-like name of a constant value (a DequantizeLinear output: its quantized initializer's)."""
+        return self.source.get(value, value)
+
+
+def layers(path: Path) -> list[FileLayer]:
+    """Conv/Gemm/MatMul nodes with a constant weight: the file's layers, in graph order (QDQ graphs: dequantized)."""
     graph = read(path).graph
-    inits = {t.name: t for t in graph.initializer}
-    consts = {}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts[node.output[0]] = node.attribute[0].t
+    constants = _Constants(graph)
+    inits = constants.inits
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -183,16 +253,11 @@ def layers(path: Path) -> list[FileLayer]:
     for node in graph.node:
         if node.op_type not in LAYER_OPS or len(node.input) < 2:
             continue
-        wname = node.input[1]
-        tensor = inits.get(wname)
-        if tensor is None:
-            tensor = consts.get(wname)
-        if tensor is None and node.op_type == "MatMul":
+        weight = constants.array(node.input[1])
+        wname = constants.name(node.input[1])
+        if weight is None and node.op_type == "MatMul":
             continue  # activation x activation
-        weight = numpy_helper.to_array(tensor) if tensor is not None else None
-        bias = None
-        if len(node.input) > 2 and node.input[2] in inits:
-            bias = numpy_helper.to_array(inits[node.input[2]])
+        bias = constants.array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         output = node.output[0]
         if weight is not None:
             attrs = {a.name: a for a in node.attribute}
@@ -204,7 +269,7 @@ def layers(path: Path) -> list[FileLayer]:
                 if len(users) == 1 and users[0].op_type == "Add":
                     other = [i for i in users[0].input if i != output]
                     if other and other[0] in inits:
-                        bias = numpy_helper.to_array(inits[other[0]]).reshape(-1)
+                        bias = constants.array(other[0]).reshape(-1)
                         output = users[0].output[0]
         found.append(FileLayer(wname, weight, bias, output, _scopes(node), "initializer name"))
     return found
@@ -232,9 +297,14 @@ def with_outputs(path: Path, names: list[str], dst: Path) -> Path:
     proto.CopyFrom(read(path))
     existing = {o.name for o in proto.graph.output}
     elem = proto.graph.input[0].type.tensor_type.elem_type
+    try:  # each value's own type (an fp16 graph's layers are float16 between float32 inputs and outputs)
+        inferred = onnx.shape_inference.infer_shapes(proto).graph.value_info
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred}
+    except Exception:  # noqa: BLE001 - inference is a refinement; the input's type is right for fp32 graphs
+        types = {}
     for name in names:
         if name not in existing:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or elem, None))
             existing.add(name)
     onnx.save(proto, str(dst))
     return dst

@@ -148,7 +148,8 @@ def scan_folder(root: str | os.PathLike) -> Dataset:
     """Resolve a folder into samples without decoding anything (decoding errors surface when loading)."""
     root = Path(root)
     if not root.exists():
-        raise BadCalibrationData(f"calibration folder {str(root)!r} does not exist; pass a folder of images, an .npz or 'synthetic'")
+        raise BadCalibrationData(f"calibration folder {str(root)!r} does not exist; pass a folder of images, an .npz "
+                                 "or 'synthetic'")
     if not root.is_dir():
         raise BadCalibrationData(f"{str(root)!r} is not a folder; pass a folder of images, an .npz or 'synthetic'")
     skipped: dict[str, Skipped] = {}
@@ -161,7 +162,8 @@ def scan_folder(root: str | os.PathLike) -> Dataset:
         raise BadCalibrationData(f"calibration folder {str(root)!r} is empty; put images (or class sub-folders) in it")
     subdirs = [Path(e.path) for e in visible if Path(e.path).is_dir()]
     loose = [Path(e.path) for e in visible if Path(e.path).is_file() and is_image_name(e.name)]
-    seen: set[tuple[int, int]] = {(root.stat().st_dev, root.stat().st_ino)}
+    # each real directory is entered once (the walk records it; a class folder linking back to the root is a loop)
+    seen: set[tuple[int, int]] = set() if not subdirs else {(root.stat().st_dev, root.stat().st_ino)}
     if subdirs and loose:
         raise BadCalibrationData(
             f"{str(root)!r} mixes {len(loose)} loose images with {len(subdirs)} sub-folders (e.g. {loose[0].name!r}, "
@@ -209,7 +211,8 @@ def load_npz(path: str | os.PathLike, chw: tuple[int, int, int], input_name: str
     except BadArgument:
         raise
     except FileNotFoundError:
-        raise BadCalibrationData(f"{str(path)!r} does not exist; pass a folder of images, an .npz or 'synthetic'") from None
+        raise BadCalibrationData(f"{str(path)!r} does not exist; pass a folder of images, an .npz or "
+                                 "'synthetic'") from None
     except Exception as exc:  # zipfile.BadZipFile, ValueError (pickled objects), OSError ...
         raise BadCalibrationData(f"cannot read {path.name} as an .npz ({first_line(exc, 80)}); write it with "
                                  "numpy.savez(PATH, x=..., y=...)") from None
@@ -219,14 +222,16 @@ def load_npz(path: str | os.PathLike, chw: tuple[int, int, int], input_name: str
     if key_x is None and len(arrays) == 1:
         key_x = next(iter(arrays))
     if key_x is None:
-        raise BadCalibrationData(f"{path.name} has arrays {sorted(arrays)} but none named {input_name!r} or 'x'; rename the input array to 'x'")
+        raise BadCalibrationData(f"{path.name} has arrays {sorted(arrays)} but none named {input_name!r} or 'x'; "
+                                 "rename the input array to 'x'")
     x = arrays[key_x]
     if x.dtype.kind != "f":
         raise BadCalibrationData(f"{path.name}[{key_x!r}] has dtype {x.dtype}; store preprocessed float32 NCHW tensors")
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(chw) or x.shape[0] < 1:
-        raise BadCalibrationData(f"{path.name}[{key_x!r}] has shape {list(x.shape)}, but the model takes [N, {chw[0]}, {chw[1]}, {chw[2]}] (NCHW)")
+        raise BadCalibrationData(f"{path.name}[{key_x!r}] has shape {list(x.shape)}, but the model takes "
+                                 f"[N, {chw[0]}, {chw[1]}, {chw[2]}] (NCHW)")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise BadCalibrationData(f"{path.name}[{key_x!r}] contains NaN or Inf; calibration data must be finite")
@@ -235,7 +240,8 @@ def load_npz(path: str | os.PathLike, chw: tuple[int, int, int], input_name: str
     if key_y is not None:
         y = arrays[key_y]
         if y.dtype.kind not in "iu" or y.shape != (len(x),) or (y < 0).any():
-            raise BadCalibrationData(f"{path.name}[{key_y!r}] must be {len(x)} non-negative integer labels, got {y.dtype} {list(y.shape)}")
+            raise BadCalibrationData(f"{path.name}[{key_y!r}] must be {len(x)} non-negative integer labels, got "
+                                     f"{y.dtype} {list(y.shape)}")
         labels = [int(v) for v in y]
     return Dataset("npz", f"npz {path} [{key_x!r}]", [Sample(None, lab) for lab in labels], [], x, {})
 
@@ -298,7 +304,8 @@ def pick(dataset: Dataset, limit: int | None, seed: int = DEFAULT_SEED) -> Datas
     return dataset.subset(sorted(rng.choice(len(dataset), size=limit, replace=False).tolist()))
 
 
-def iter_batches(dataset: Dataset, pre: Preprocess, batch: int = 1, on_bad: str = "error") -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def iter_batches(dataset: Dataset, pre: Preprocess, batch: int = 1,
+                 on_bad: str = "error") -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Decoded NCHW float32 batches with their labels (None when unlabelled); images are decoded lazily."""
     if on_bad not in ("error", "skip"):
         raise BadArgument(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
@@ -336,3 +343,125 @@ def load_all(dataset: Dataset, pre: Preprocess, on_bad: str = "error") -> tuple[
         raise BadCalibrationData(f"none of the {len(dataset)} images in {dataset.description} could be decoded")
     labels = None if any(y is None for y in ys) else np.concatenate(ys)
     return np.concatenate(xs), labels
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Class names (--labels) and the class-count check
+# ----------------------------------------------------------------------------------------------------------------
+MAX_LABEL_LINES = 1_000_000
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """``--labels FILE``: one class name per line, line i naming class index i (ImageNet's synset list style);
+    blank lines and ``#`` comments are skipped. Class folders are matched to these names instead of being sorted."""
+    from ..files import check_input_file
+
+    file = check_input_file(path, "--labels file", cls=BadCalibrationData,
+                            hint="pass a text file with one class name per line")
+    try:
+        with open(file, encoding="utf-8") as fh:
+            lines = [ln.strip() for _, ln in zip(range(MAX_LABEL_LINES + 1), fh)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadCalibrationData(f"cannot read --labels {file.name} ({first_line(exc, 80)}); pass a UTF-8 text file "
+                                 "with one class name per line") from None
+    names = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not names or len(lines) > MAX_LABEL_LINES:
+        raise BadCalibrationData(f"--labels {file.name} holds {'no' if not names else 'too many'} class names; pass "
+                                 "one class name per line")
+    dupes = sorted({n for n in names if names.count(n) > 1}) if len(names) < 20_000 else []
+    if dupes:
+        raise BadCalibrationData(f"--labels {file.name} names {dupes[0]!r} twice; each line must name one class")
+    return names
+
+
+def apply_labels(dataset: Dataset, names: Sequence[str], where: str = "--labels") -> Dataset:
+    """The class-folder dataset relabelled by ``names`` (a folder's label = the index of its name)."""
+    if dataset.kind != "folder" or not dataset.classes:
+        raise BadCalibrationData(f"{where} applies to a folder with one sub-folder per class; {dataset.description} "
+                                 "has none")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [c for c in dataset.classes if c not in index]
+    if missing:
+        raise BadCalibrationData(f"class folder {missing[0]!r} is not named in {where} ({len(missing)} of "
+                                 f"{len(dataset.classes)} folders are not); rename the folders or fix the file")
+    samples = [Sample(s.path, index[dataset.classes[s.label]] if s.label is not None else None)
+               for s in dataset.samples]
+    return Dataset(dataset.kind, dataset.description + f", classes named by {where}", samples, list(names), None,
+                   dict(dataset.skipped))
+
+
+def check_classes(dataset: Dataset, num_classes: int, model_name: str, labels_given: bool = False) -> None:
+    """The labelled data must fit the model: as many class folders as outputs (unless --labels maps them), and no
+    label beyond the last output."""
+    labels = dataset.labels()
+    if labels is None:
+        return
+    if dataset.kind == "folder" and not labels_given and len(dataset.classes) != num_classes:
+        raise BadCalibrationData(
+            f"the images have {len(dataset.classes)} class folders but {model_name} has {num_classes} classes "
+            f"({dataset.description}); pass data with one folder per class of this model, or --labels FILE naming "
+            "them")
+    if labels_given and len(dataset.classes) != num_classes:
+        raise BadCalibrationData(f"--labels names {len(dataset.classes)} classes but {model_name} has {num_classes}; "
+                                 "pass the class list of this model")
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise BadCalibrationData(f"{dataset.description} has labels up to {int(labels.max())} but {model_name} has "
+                                 f"{num_classes} classes; pass data for this model")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Calibration with a held-out part
+# ----------------------------------------------------------------------------------------------------------------
+#: Held-out images for agreement during --scheme auto / --keep-fp32 auto and quantize's comparison: the source's
+#: images not used for calibration, at most HOLDOUT_MAX; when fewer than HOLDOUT_MIN remain, the last fifth of the
+#: calibration images is held out instead (and said so).
+HOLDOUT_MAX = 200
+HOLDOUT_MIN = 50
+
+
+@dataclass
+class CalibrationSet:
+    x: np.ndarray  # calibration tensors, NCHW float32
+    held_x: np.ndarray  # held-out tensors (may be empty)
+    held_y: np.ndarray | None  # their labels, when the source is labelled
+    dataset: Dataset  # the resolved source (all of it)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        return self.dataset.description
+
+    def to_dict(self) -> dict:
+        return {"source": self.description, "kind": self.dataset.kind, "count": int(len(self.x)),
+                "held_out": int(len(self.held_x)), "labelled": self.held_y is not None}
+
+
+def calibration_set(source: str | os.PathLike, pre: Preprocess, samples: int, input_name: str = "input",
+                    holdout: bool = True, seed: int = DEFAULT_SEED) -> CalibrationSet:
+    """``samples`` calibration tensors from ``source`` (a seeded subset) and, with ``holdout``, a disjoint held-out
+    part for measuring agreement (see HOLDOUT_MAX)."""
+    if os.fspath(source) == SYNTHETIC or os.fspath(source).startswith(SYNTHETIC + ":"):
+        dataset = resolve_source(source, pre, input_name, synthetic_count=samples, seed=seed)
+        held = synthetic_images(HOLDOUT_MIN if holdout else 0, (3, pre.res, pre.res), pre.mean, pre.std,
+                                seed + 1) if holdout else np.zeros((0, 3, pre.res, pre.res), np.float32)
+        notes = ["synthetic calibration: seeded image-like inputs, not your data; accuracy claims need real images "
+                 "(pass --calib DIR)"]
+        return CalibrationSet(load_all(dataset, pre)[0], held, None, dataset, notes)
+    dataset = resolve_source(source, pre, input_name, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    notes: list[str] = []
+    n_cal = min(samples, len(dataset))
+    n_held = min(HOLDOUT_MAX, len(dataset) - n_cal) if holdout else 0
+    if holdout and n_held < HOLDOUT_MIN and len(dataset) >= 10:
+        n_held = max(n_held, len(dataset) // 5)
+        n_cal = min(n_cal, len(dataset) - n_held)
+        notes.append(f"{len(dataset)} images: calibrating on {n_cal}, holding {n_held} out to measure agreement "
+                     f"(a source with {HOLDOUT_MIN} more images than --samples keeps them all for calibration)")
+    if n_cal < 100:
+        notes.append(f"calibrated on {n_cal} images: ranges from so few can miss rare large activations (200 or more "
+                     "are recommended)")
+    calib = dataset.subset(sorted(order[:n_cal]))
+    held = dataset.subset(sorted(order[n_cal:n_cal + n_held]))
+    x, _ = load_all(calib, pre)
+    hx, hy = load_all(held, pre) if len(held) else (np.zeros((0, 3, pre.res, pre.res), np.float32), None)
+    return CalibrationSet(x, hx, hy if len(held) else None, dataset, notes)

@@ -102,7 +102,8 @@ def _open_checked(path: Path, max_pixels: int):  # -> PIL.Image.Image
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except UnidentifiedImageError:
-        raise BadImage(f"{path} is not an image PIL can read; remove it from the folder or convert it to PNG/JPEG") from None
+        raise BadImage(f"{path} is not an image PIL can read; remove it from the folder or convert it to "
+                       "PNG/JPEG") from None
     except OSError as exc:
         raise BadImage(f"cannot open {path} ({exc.strerror or exc}); check the file's permissions") from None
     width, height = img.size

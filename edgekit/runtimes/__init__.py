@@ -135,6 +135,21 @@ class Runner:
             feeds = {self.inputs[0].name: feeds}
         return [np.asarray(o) for o in self._run(self._cast(feeds))]
 
+    def run_batched(self, x: np.ndarray, batch: int = 16) -> np.ndarray:
+        """The first output for ``x`` (a single-input model; any number of samples) in chunks of ``batch``. A file
+        with a fixed batch runs at its own: the last chunk is padded with its last sample and the padding dropped."""
+        shape = self.input_shape
+        fixed = shape[0] if shape and isinstance(shape[0], int) else None
+        step = fixed or max(1, batch)
+        outs = []
+        for start in range(0, len(x), step):
+            chunk = x[start:start + step]
+            n = len(chunk)
+            if fixed is not None and n < fixed:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+            outs.append(np.asarray(self.run(chunk)[0])[:n])
+        return np.concatenate(outs) if outs else np.zeros((0,))
+
     def _cast(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         types = {i.name: i.dtype for i in self.inputs}
         return {k: np.ascontiguousarray(v, dtype=types.get(k, v.dtype)) for k, v in feeds.items()}

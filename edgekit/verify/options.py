@@ -76,6 +76,12 @@ class VerifyOptions:
                                                "symbolic)")
     inputs: Path | None = opt(None, kind="path", metavar="FILE.npz",
                               help="your own NCHW float32 tensors, one case per array (numpy.savez)")
+    data: str | None = opt(None, kind="path", metavar="DIR",
+                           help="real images to compare on (a folder, flat or with class sub-folders, or an .npz), "
+                                "preprocessed as the file's metadata says; the int8 verdict needs them")
+    samples: int | None = opt(None, kind="int", metavar="N", what="--samples", lo=1, hi=MAX_SAMPLES,
+                              example="--samples 500", help="samples for --data and the statistical int8 check "
+                                                            "(default: 500 images, or 100 seeded image-like inputs)")
     input_seed: int = opt(DEFAULT_INPUT_SEED, kind="int", flag="--seed", metavar="S", what="--seed", lo=0,
                           hi=2**32 - 1, example="--seed 0", help="seed of the generated inputs")
     runtime: str | None = opt(None, metavar="NAME", help="runtime that runs the candidate (default: the format's "
@@ -98,7 +104,13 @@ class VerifyOptions:
         def put(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
-        validate(self, ("input_seed", "atol", "rtol", "localize"))
+        validate(self, ("input_seed", "atol", "rtol", "localize", "samples"))
+        if self.data is not None:
+            if not str(self.data).strip():
+                raise BadArgument("--data is empty; pass a folder of images or an .npz")
+            put("data", str(self.data))
+            if self.inputs is not None or self.batches is not None:
+                raise BadArgument("--data and --inputs/--batch exclude each other: the images set the inputs")
         if self.against is not None:
             put("against", check_input_file(self.against, "--against file"))
         spec = get_spec(self.model) if self.model is not None else None
@@ -157,6 +169,10 @@ class VerifyOptions:
         base = TOLERANCE_PRESETS[self.tolerance or preset or "fp32"]
         if self.atol is None and self.rtol is None:
             return base
+        if base.statistical:
+            raise BadArgument(f"--atol/--rtol do not apply to the statistical {base.name} preset (its verdict is "
+                              "agreement over many samples); drop them, or pass --tolerance fp16 for a per-sample "
+                              "bound")
         return Tolerance(
             name=f"{base.name} (custom)",
             atol=base.atol if self.atol is None else self.atol,
@@ -164,6 +180,7 @@ class VerifyOptions:
             min_cosine=base.min_cosine,
             tie_atol=base.tie_atol,
             tie_rtol=base.tie_rtol,
+            weights_rtol=base.weights_rtol,
         )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ToleranceExceeded
 from .tolerances import Tolerance
@@ -112,6 +113,8 @@ class VerifyReport:
     notes: tuple[str, ...]
     timings_s: dict[str, float] = field(default_factory=dict)
     runtime: str = ""
+    #: the statistical verdict (int8 preset): edgekit.verify.statistical.StatisticalResult
+    statistical: Any = None
 
     def to_dict(self) -> dict:
         return {
@@ -131,6 +134,7 @@ class VerifyReport:
             "metadata": self.metadata,
             "notes": list(self.notes),
             "timings_s": dict(self.timings_s),
+            "statistical": self.statistical.to_dict() if self.statistical is not None else None,
         }
 
     @property
@@ -140,6 +144,14 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line: the verdict and its main reason."""
+        if self.statistical is not None and self.passed:
+            s = self.statistical.stats
+            if self.statistical.judged:
+                return (f"PASS: top-1 agreement {s.top1_agree:.4f} (95% CI {s.top1_agree_lo:.4f}-{s.top1_agree_hi:.4f})"
+                        f" on {s.n} images, cosine median {s.cosine_median:.4f}: within {self.tolerance.name} "
+                        "thresholds; checks passed")
+            return (f"PASS: weights within {self.tolerance.name} rounding, no NaN/Inf on {s.n} seeded inputs; "
+                    f"agreement ({s.top1_agree:.2f}) not judged without --data DIR")
         if self.passed:
             worst = self.worst
             used = f"; worst case {worst[0].name} uses {100 * worst[1].tolerance_used:.1f}% of the tolerance" if worst else ""
@@ -148,6 +160,8 @@ class VerifyReport:
         for check in self.checks:
             if not check.passed:
                 reasons.append(f"{check.name}: {check.detail}")
+        if self.statistical is not None:
+            reasons.extend(self.statistical.reasons)
         for case in self.cases:
             if case.error:
                 reasons.append(f"case {case.name} (batch {case.batch}): {case.error}")
@@ -159,6 +173,9 @@ class VerifyReport:
             text += f" (+{len(reasons) - 1} more)"
         if self.divergence is not None and self.divergence.module is not None:
             text += f"; first diverging layer: {self.divergence.module} ({self.divergence.module_type})"
+        worst = [c for c in (self.statistical.coverage if self.statistical is not None else ()) if not c.folded]
+        if worst and not self.statistical.passed:
+            text += "; worst quantized activations: " + ", ".join(f"{c.module} ({c.sqnr_db:.1f} dB)" for c in worst[:3])
         return text
 
     def to_text(self) -> str:
@@ -173,6 +190,8 @@ class VerifyReport:
             f"tolerance  {self.tolerance.describe()}",
             "",
         ]
+        if self.statistical is not None:
+            lines.extend([*self.statistical.lines(), ""])
         rows = []
         for case in self.cases:
             if case.error and not case.outputs:
@@ -190,17 +209,19 @@ class VerifyReport:
                     _fmt_used(out.tolerance_used),
                     "ok" if out.passed else "FAIL",
                 ])
-        lines.append(table(
-            rows,
-            ["case", "batch", "max_abs", "mean_abs", "p99.9_abs", "max_rel", "peak_rel", "ref_noise", "cosine", "top1",
-             "top5", "tol_used", "verdict"],
-            align="lrrrrrrrrrrrl",
-        ))
+        if rows:
+            lines.append(table(
+                rows,
+                ["case", "batch", "max_abs", "mean_abs", "p99.9_abs", "max_rel", "peak_rel", "ref_noise", "cosine",
+                 "top1", "top5", "tol_used", "verdict"],
+                align="lrrrrrrrrrrrl",
+            ))
         for case in self.cases:
             if case.error:
                 lines.append(f"  {case.name}: {case.error}")
         if self.checks:
-            lines.append("")
+            if rows:
+                lines.append("")
             for check in self.checks:
                 lines.append(f"{'ok  ' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
         if self.divergence is not None:
