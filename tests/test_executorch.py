@@ -351,17 +351,18 @@ def test_a_wrong_calibration_makes_the_int8_program_disagree(tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_pte_of_the_digits_model_keeps_its_accuracy_and_a_wrong_calibration_fails_verify(request, tmp_path):
+def test_int8_pte_of_the_digits_model_keeps_its_accuracy_and_a_wrong_calibration_fails_verify(tmp_path):
     """Real data: the digits model of the precision work (MobileNetV3-Small 0.35 @64 px fine-tuned on scikit-learn's
     digits), calibrated on its 300 calib images and judged by verify's int8 preset on the 497 test images. Measured:
     fp32 97.4%, INT8 .pte 97.6%, agreement 99.4%; calibrated on constant gray images, 9.9% (verify fails)."""
-    pytest.importorskip("edgekit.precision.digits", reason="the digits data set comes with the precision work")
+    digits_module = pytest.importorskip("edgekit.precision.digits", reason="the digits set comes with issue 12")
     from pathlib import Path
 
     weights = Path(__file__).resolve().parent / "data" / "digits_mobilenet_v3_small_a0.35_r64.pth"
     if not weights.exists():
-        pytest.skip("the digits fixture weights come with the precision work")
-    digits = request.getfixturevalue("digits_dir")
+        pytest.skip("the digits model's weights come with the precision work (issue 12)")
+    digits = tmp_path / "digits"
+    digits_module.write_digits(digits, splits=("calib", "test"))
     common = dict(formats=("pte",), precision=("int8",), num_classes=10, weights=str(weights))
     good = export("mobilenet_v3_small", alpha=0.35, res=64, out_dir=tmp_path / "good",
                   options=ExportOptions(**common, calib=str(digits / "calib")))  # self-check: the int8 preset
