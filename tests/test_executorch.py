@@ -198,6 +198,7 @@ def test_a_truncated_pte_through_the_cli_exits_1_with_one_line(pte_zoo, tmp_path
 def test_without_the_extra_pte_fails_before_any_work(monkeypatch, tmp_path, pte_zoo):
     import importlib.util
 
+    program = pte_zoo("mobilenet_v2").files["pte"]  # exported before the package disappears
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
     out = tmp_path / "never"
@@ -205,7 +206,7 @@ def test_without_the_extra_pte_fails_before_any_work(monkeypatch, tmp_path, pte_
         export("mobilenet_v2", alpha=ALPHA, res=RES, out_dir=out, options=ExportOptions(formats=("onnx", "pte")))
     assert not out.exists()
     with pytest.raises(MissingExtra, match=r"\.\[executorch\]"):
-        open_runner(pte_zoo("mobilenet_v2").files["pte"])
+        open_runner(program)
     assert cli_main(["export", "mobilenet_v2", "--format", "pte", "--out", str(out)]) == 1
 
 

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import BadArgument, BadModelFile, ExportFailed, MissingExtra, first_line
 from ..metadata import Metadata
@@ -39,6 +39,8 @@ XNNPACK = "XnnpackBackend"
 SCHEME = "xnnpack symmetric per-channel, pt2e"
 #: fewer calibration samples than this and the activation ranges are noise
 MIN_CALIBRATION_SAMPLES = 16
+#: below this share of operators on XNNPACK a program is labelled by its portable kernels, never as an XNNPACK one
+MOSTLY_DELEGATED = 0.5
 CALIBRATION_BATCH = 32
 
 
@@ -214,6 +216,16 @@ class ProgramFacts:
         total = self.xnnpack_nodes + self.kernel_calls
         return self.xnnpack_nodes / total if total else 0.0
 
+    def label(self) -> str:
+        """What runs the program, in the words of every report: ``XNNPACK (163/163 ops delegated)``, or the portable
+        kernels first when they run most of it."""
+        total = self.xnnpack_nodes + self.kernel_calls
+        if self.xnnpack_nodes and self.delegated_share >= MOSTLY_DELEGATED:
+            return f"XNNPACK ({self.xnnpack_nodes}/{total} ops delegated)"
+        if self.xnnpack_nodes:
+            return f"portable CPU kernels ({self.kernel_calls}/{total} ops; XNNPACK took {self.xnnpack_nodes})"
+        return f"portable CPU kernels ({self.kernel_calls} ops, no XNNPACK delegate)"
+
     def to_dict(self) -> dict:
         return {"delegate_calls": len(self.delegates), "backends": sorted({b for b, _ in self.delegates}),
                 "xnnpack_nodes": self.xnnpack_nodes, "portable_kernel_calls": self.kernel_calls,
@@ -281,9 +293,11 @@ class _Reader:
         return bytes(self.tab.Bytes[start:start + self.tab.VectorLen(o)])
 
 
-def program_facts(data: bytes, header: Header, method: str = "forward") -> ProgramFacts:
-    """The delegates and portable kernel calls of ``method`` in a program the runtime has verified (``data``: the
-    whole file, or at least its FlatBuffer plus the delegate segments)."""
+def program_facts(data: bytes, header: Header, segment: Callable[[int, int], bytes],
+                  method: str = "forward") -> ProgramFacts:
+    """The delegates and portable kernel calls of ``method`` in a program the runtime has verified. ``data``: the
+    FlatBuffer (the file's first ``header.program_bytes``); ``segment(offset, size)``: bytes of the segment data
+    (where the delegate blobs are; the weights there are never read)."""
     import flatbuffers
 
     types = flatbuffers.number_types
@@ -311,8 +325,7 @@ def program_facts(data: bytes, header: Header, method: str = "forward") -> Progr
         if ref is not None:
             location, index = ref.scalar(4, types.Int8Flags), ref.scalar(6, types.Uint32Flags)
             if location == 1 and index < len(segments):  # a segment after the FlatBuffer
-                offset, size = segments[index]
-                payload = data[header.segment_base + offset:header.segment_base + offset + size]
+                payload = segment(*segments[index])
             elif location == 0 and index < len(inline):
                 payload = inline[index].blob(4)
         delegates.append((backend, _xnnpack_nodes(payload) if backend == XNNPACK else None))
@@ -342,14 +355,16 @@ def _xnnpack_nodes(payload: bytes) -> int | None:
 
 
 def read_facts(path: Path, header: Header) -> ProgramFacts:
-    """:func:`program_facts` of a file (reads the FlatBuffer and the delegate segments; the weights are in them,
-    so this reads the file once)."""
+    """:func:`program_facts` of a file: reads its FlatBuffer and its delegate blobs, not its weights."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            def segment(offset: int, size: int) -> bytes:
+                fh.seek(header.segment_base + offset)
+                return fh.read(size)
+
+            return program_facts(fh.read(header.program_bytes), header, segment)
     except OSError as exc:
         raise BadModelFile(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        return program_facts(data, header)
     except BadModelFile:
         raise
     except Exception as exc:  # noqa: BLE001 - struct.error/IndexError from a file the verifier let through
@@ -391,7 +406,9 @@ def write(job: WriteJob, path: Path) -> dict:
                                                               **details["versions"]}})
     with quiet_exporters(), torch.no_grad():
         buffer = bytes(xnnpack.to_executorch(edge, {METADATA_METHOD: meta.to_json()}))
-    facts = program_facts(buffer, _header_of(buffer))
+    header = _header_of(buffer)
+    facts = program_facts(buffer[:header.program_bytes], header,
+                          lambda offset, size: buffer[header.segment_base + offset:header.segment_base + offset + size])
     if facts.xnnpack_nodes == 0:
         raise ExportFailed(f"XNNPACK took no operator of {meta.model} (the .pte would run entirely on portable "
                            "kernels, which is not what --format pte promises); please report this model")
@@ -409,10 +426,9 @@ def _header_of(buffer: bytes) -> Header:
 
 
 def describe_facts(facts: ProgramFacts) -> str:
-    """``XNNPACK 163/163 ops (1 delegate call); portable kernels: none`` and the like."""
-    total = facts.xnnpack_nodes + facts.kernel_calls
+    """``XNNPACK (163/163 ops delegated), 1 delegate call; portable kernels: none`` and the like."""
     calls = len(facts.delegates)
-    text = f"XNNPACK {facts.xnnpack_nodes}/{total} ops delegated ({calls} delegate call{'s' if calls != 1 else ''})"
+    text = f"{facts.label()}, {calls} delegate call{'s' if calls != 1 else ''}"
     if not facts.kernels:
         return text + "; portable kernels: none"
     listed = ", ".join(f"{op} x{n}" for op, n in sorted(facts.kernels.items(), key=lambda kv: -kv[1])[:6])

@@ -27,8 +27,6 @@ from . import CallTimer, Runner, RunOptions, TensorSpec
 if TYPE_CHECKING:  # pragma: no cover
     from ..formats import Format
 
-#: Below this share of operators on XNNPACK a program is labelled by its portable kernels, not by XNNPACK.
-MOSTLY_DELEGATED = 0.5
 _DEVICES = ("cpu", "cpuexecutionprovider", "xnnpack", "xnnpackexecutionprovider")
 # ScalarType codes (ExecuTorch's scalar_type.h) -> numpy
 _DTYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32,
@@ -95,7 +93,7 @@ class ExecuTorchRunner(Runner):
         self._closed = False
         self._specs()
         self.version = pte.executorch_version()
-        self.providers = (self._label(),)
+        self.providers = (self.facts.label(),)
         precision = self.metadata.precision if self.metadata is not None else "unknown precision"
         self.label = f"{path.name} (ExecuTorch {precision}, {self.version}, {self.providers[0]})"
 
@@ -117,15 +115,6 @@ class ExecuTorchRunner(Runner):
             name = (meta.output_name if meta is not None else "output") if n_out == 1 else f"output{i}"
             outputs.append(TensorSpec(name, tuple(info.sizes()), np.dtype(_dtype(info)).name))
         self.inputs, self.outputs, self._bounds = tuple(inputs), tuple(outputs), tuple(bounds)
-
-    def _label(self) -> str:
-        facts = self.facts
-        total = facts.xnnpack_nodes + facts.kernel_calls
-        if facts.xnnpack_nodes and facts.delegated_share >= MOSTLY_DELEGATED:
-            return f"XNNPACK ({facts.xnnpack_nodes}/{total} ops delegated)"
-        if facts.xnnpack_nodes:
-            return f"portable CPU kernels ({facts.kernel_calls}/{total} ops; XNNPACK took {facts.xnnpack_nodes})"
-        return f"portable CPU kernels ({facts.kernel_calls} ops, no XNNPACK delegate)"
 
     # --- running -----------------------------------------------------------------------------------------------
     def _tensors(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
@@ -176,9 +165,11 @@ class ExecuTorchRunner(Runner):
         return out or None
 
     def notes(self) -> list[str]:
+        from ..formats import pte
+
         facts = self.facts
         notes = []
-        if facts.delegated_share < MOSTLY_DELEGATED:
+        if facts.delegated_share < pte.MOSTLY_DELEGATED:
             notes.append(f"most of this program is NOT delegated to XNNPACK ({facts.kernel_calls} of "
                          f"{facts.xnnpack_nodes + facts.kernel_calls} ops run on ExecuTorch's portable CPU kernels): "
                          "these numbers are not XNNPACK numbers")
