@@ -394,13 +394,14 @@ def write(job: WriteJob, path: Path) -> dict:
             "scheme": SCHEME, "weights": "int8 symmetric per output channel (PerChannelMinMaxObserver)",
             "activations": "int8 per-tensor affine (HistogramObserver)", "calibration": info})
         details["quantization"] = meta.quantization
-        job.report(f"{stage} quantize", time.perf_counter() - started,
+        job.report("int8 ptq", time.perf_counter() - started,
                    f"{SCHEME}, calibrated on {info['samples']} images: {info['source']}")
         started = time.perf_counter()
     with quiet_exporters(), torch.no_grad():
         edge = xnnpack.lower(program)
         delegation = xnnpack.delegation(edge.exported_program())
-    job.report(f"{stage} lower", time.perf_counter() - started, xnnpack.describe(delegation))
+    job.report("pte lower" if job.precision == "fp32" else f"{job.precision} lower", time.perf_counter() - started,
+               xnnpack.describe(delegation))
     started = time.perf_counter()
     meta = replace(meta, extra={**meta.extra, "executorch": {"backend": XNNPACK, "delegation": delegation,
                                                               **details["versions"]}})
