@@ -6,9 +6,9 @@
 2. Opens the three through edgekit's runtime layer with the same thread count (ExecuTorch's process-wide XNNPACK
    pool and ONNX Runtime's intra-op pool), then times them one after the other in alternating rounds (the order
    rotates every round, never two at once), batch 1, on the same seeded input.
-3. Prints program load / session creation and the resident memory it added, first inference, p50/p90 over all
-   rounds, the median of the round medians, and the ratios against ONNX Runtime fp32. Asserts nothing: the numbers
-   depend on the machine (``edgekit bench FILE`` gives each file's full report, peak RSS included).
+3. Prints program load / session creation, first inference, p50/p90 over all rounds, the median of the round
+   medians, and the ratios against ONNX Runtime fp32. Asserts nothing: the numbers depend on the machine.
+   ``edgekit bench FILE`` gives each file's full report in a process of its own, peak RSS included.
 
 usage: python tools/bench_executorch.py [--threads 2] [--rounds 9] [--runs 100] [--out exports/bench_executorch]
        [--model mobilenet_v3_large --alpha 0.75 --res 192] [--calib synthetic|DIR|FILE.npz]
@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--out", default="exports/bench_executorch")
     args = parser.parse_args()
 
-    from edgekit.bench.system import cpu_name, load_average, rss_now_mib
+    from edgekit.bench.system import cpu_name, load_average
     from edgekit.runtimes import RunOptions, open_runner
 
     files = export_files(args)
@@ -74,11 +74,9 @@ def main() -> int:
     options = RunOptions(threads=args.threads)
     names = {"pte": "ExecuTorch XNNPACK fp32", "pte_int8": "ExecuTorch XNNPACK INT8", "onnx": "ONNX Runtime fp32",
              "onnx_int8": "ONNX Runtime INT8"}
-    runners, timers, first, rss = {}, {}, {}, {}
+    runners, timers, first = {}, {}, {}
     for key in files:
-        before = rss_now_mib()
         runners[key] = open_runner(files[key], options=options)
-        rss[key] = rss_now_mib() - before
         timers[key] = runners[key].timer({runners[key].inputs[0].name: x})
         started = time.perf_counter()
         timers[key].once()
@@ -96,11 +94,10 @@ def main() -> int:
             ms = [v / 1e6 for v in out]
             samples[key].extend(ms)
             medians[key].append(statistics.median(ms))
-    print(f"\n{'':26} {'load ms':>8} {'+RSS MiB':>9} {'first ms':>9} {'p50 ms':>8} {'p90 ms':>8} "
-          f"{'median of rounds':>17}  what ran")
+    print(f"\n{'':26} {'load ms':>8} {'first ms':>9} {'p50 ms':>8} {'p90 ms':>8} {'median of rounds':>17}  what ran")
     for key, runner in runners.items():
         p50, p90 = np.percentile(samples[key], [50, 90])
-        print(f"{names[key]:26} {runner.open_ms:8.1f} {rss[key]:9.1f} {first[key]:9.2f} {p50:8.3f} {p90:8.3f} "
+        print(f"{names[key]:26} {runner.open_ms:8.1f} {first[key]:9.2f} {p50:8.3f} {p90:8.3f} "
               f"{statistics.median(medians[key]):17.3f}  {runner.providers[0]}")
     base = statistics.median(medians["onnx"])
     for key in [k for k in runners if k != "onnx"]:
