@@ -94,8 +94,8 @@ class ExecuTorchRunner(Runner):
         self._specs()
         self.version = pte.executorch_version()
         self.providers = (self.facts.label(),)
-        precision = self.metadata.precision if self.metadata is not None else "unknown precision"
-        self.label = f"{path.name} (ExecuTorch {precision}, {self.version}, {self.providers[0]})"
+        what = f"ExecuTorch {self.metadata.precision}" if self.metadata is not None else "ExecuTorch, no edgekit metadata"
+        self.label = f"{path.name} ({what}, {self.version}, {self.providers[0]})"
 
     def _specs(self) -> None:
         meta = self.metadata
