@@ -4,8 +4,9 @@
 Exports a trained model (a state_dict from --weights) to ONNX fp32 and to .pte fp32 + INT8 (PT2E, XNNPACKQuantizer,
 symmetric per-channel), calibrating on --calib (a folder of images, an .npz, or 'synthetic') through edgekit's one
 preprocessing, then scores every file on --data (a folder with one sub-folder per class, or an .npz with labels)
-with ``edgekit.eval.evaluate``. Prints top-1 per file, the INT8 drop against the .pte fp32 and ONNX fp32, and how
-often INT8 predicts the same class as fp32. Asserts nothing.
+with ``edgekit.eval.evaluate``. Prints top-1 per file, the INT8 drop against the .pte fp32 and ONNX fp32, how
+often INT8 predicts the same class as fp32, and ``verify``'s verdict on the INT8 program with ``--data`` (the int8
+preset). Asserts nothing.
 
 Without --weights/--data it runs the digits model of the precision work: MobileNetV3-Small 0.35 @64 px fine-tuned
 on scikit-learn's handwritten digits (tests/data/), calibrated on the 300-image ``calib`` split and scored on the
@@ -77,6 +78,13 @@ def main() -> int:
     print(f"INT8 drop: {100 * (fp32.top1 - int8.top1):+.2f} points against the .pte fp32, "
           f"{100 * (onnx.top1 - int8.top1):+.2f} against ONNX fp32; INT8 predicts the fp32 class on "
           f"{100 * same:.1f}% of the images")
+    import dataclasses
+
+    import edgekit
+
+    if "data" in {f.name for f in dataclasses.fields(edgekit.VerifyOptions)}:  # verify's int8 preset on real images
+        report = edgekit.verify(result.files["pte_int8"], options=edgekit.VerifyOptions(data=args.data))
+        print(f"edgekit verify {result.files['pte_int8'].name} --data {args.data}: {report.summary()}")
     entry = next(f for f in result.manifest["files"] if f["name"] == result.files["pte_int8"].name)
     quantization = entry.get("quantization") or {}
     calibration = quantization.get("calibration", {})
