@@ -38,13 +38,17 @@ _API: dict[str, str] = {
     "verify": "edgekit.verify",
     "VerifyOptions": "edgekit.verify",
     "VerifyReport": "edgekit.verify",
+    "compare": "edgekit.compare",
+    "CompareOptions": "edgekit.compare",
+    "CompareResult": "edgekit.compare",
+    "memory_cost": "edgekit.memory_cost",
     "open_runner": "edgekit.runtimes",
     "RunOptions": "edgekit.runtimes",
     "register_runtime": "edgekit.runtimes",
     "register_format": "edgekit.formats",
 }
 #: functions named like the module that defines them: the import system must not replace them with the module
-_SHADOWED = {"export", "bench", "verify", "fuse"}
+_SHADOWED = {"export", "bench", "verify", "fuse", "compare", "memory_cost"}
 
 __all__ = ["__version__", *_API]
 

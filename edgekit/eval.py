@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import BadArgument, BadModelFile
 from .options import opt, validate
-from .runtimes import RunOptions, open_runner
+from .runtimes import Runner, RunOptions, open_runner
 
 #: progress(done, total): images scored so far
 EvalProgress = Callable[[int, int], None]
@@ -68,11 +68,20 @@ class EvalReport:
 def evaluate(path: str | os.PathLike, data: str | os.PathLike, *, options: EvalOptions | None = None,
              progress: EvalProgress | None = None) -> EvalReport:
     """Top-1/top-5 accuracy of the file at ``path`` on the labelled image source ``data``."""
-    from .precision import Preprocess, iter_batches, pick, resolve_source
-
     options = options or EvalOptions()
     runner = open_runner(path, options.runtime, options=RunOptions(providers=(options.provider,),
                                                                     threads=options.threads), what="model file")
+    return evaluate_runner(runner, data, options=options, progress=progress)
+
+
+def evaluate_runner(runner: Runner, data: str | os.PathLike, *, options: EvalOptions | None = None,
+                    progress: EvalProgress | None = None) -> EvalReport:
+    """Like :func:`evaluate`, on a runner that is already open (``compare`` scores the eager PyTorch reference this
+    way, with the file's metadata); the runner is closed afterwards."""
+    from .precision import Preprocess, iter_batches, pick, resolve_source
+
+    options = options or EvalOptions()
+    path = runner.path or runner.label
     try:
         meta = runner.metadata
         if meta is None:

@@ -104,11 +104,7 @@ class ExportOptions:
         for key in ("dynamic_batch", "simplify", "verify"):
             if not isinstance(getattr(self, key), bool):
                 raise BadArgument(f"{key} must be true or false, got {getattr(self, key)!r}")
-        from .models import check_num_classes
-        from .weights import check_seed
-
-        check_num_classes(self.num_classes)
-        check_seed(self.seed)
+        validate(self, ("num_classes", "seed"))
         if self.weights is not None:
             if not isinstance(self.weights, (str, os.PathLike)) or not str(self.weights).strip():
                 raise BadArgument(f"weights must be 'imagenet' or a state_dict path, got {self.weights!r}")
@@ -145,11 +141,16 @@ class ExportOptions:
         validate(self, ("calib_samples",))
 
     def _check_format_options(self) -> None:
-        """An option only some formats accept is refused, naming them, when none of those formats is selected."""
+        """An option only some formats accept is refused, naming them, when none of those formats is selected.
+
+        A switch that only turns a format's step off (``simplify: false`` with no ONNX selected) asks for nothing
+        that cannot happen, so it is accepted: presets shared between format sets keep working.
+        """
         defaults = {f.name: f.default for f in ExportOptions.__dataclass_fields__.values()}
         for name, default in defaults.items():
             owners = [f.name for f in FORMATS.values() if name in f.options]
-            if not owners or getattr(self, name) == default:
+            value = getattr(self, name)
+            if not owners or value == default or (default is True and value is False):
                 continue
             if not any(fmt in owners for fmt in self.formats):
                 flag = {"simplify": "--no-simplify"}.get(name, "--" + name.replace("_", "-"))
@@ -170,6 +171,10 @@ class StageTime:
     name: str
     seconds: float
     detail: str = ""
+
+    def to_text(self) -> str:
+        """One progress line: the stage, its time, what it did."""
+        return f"{self.name:<12} {self.seconds:6.2f}s" + (f"  {self.detail}" if self.detail else "")
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,12 @@ class ExportResult:
 
     def to_dict(self) -> dict:
         return self.manifest
+
+    def to_text(self) -> str:
+        """The summary after the stage lines: where it wrote, and each file with its size."""
+        lines = [f"{'done':<12} {self.manifest['total_seconds']:6.2f}s  wrote {self.out_dir}/"]
+        lines += [f"  {entry['name']}  ({entry['bytes'] / 1e6:.1f} MB)" for entry in self.manifest["files"]]
+        return "\n".join(lines)
 
 
 # --- self-check ---------------------------------------------------------------------------------------------------

@@ -121,3 +121,22 @@ def check_npz(data: object, what: str) -> None:
         shapes.append(tuple(shape))
     # 8 bytes an element: the largest dtype accepted, and the float64 copies comparisons make
     check_tensor_bytes(shapes, 8, what, "pass fewer or smaller arrays")
+
+
+def read_npz(path: object, what: str, cls: type, hint: str) -> dict:
+    """All arrays of an .npz (no pickles), size-checked from the headers before anything is decompressed;
+    ``cls`` (an EdgekitError subclass) with ``hint`` for a file that is not a readable .npz."""
+    import numpy as np
+
+    from .errors import BadArgument, first_line
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            check_npz(data, what)
+            return {k: data[k] for k in data.files}
+    except BadArgument:
+        raise
+    except FileNotFoundError:
+        raise cls(f"{what}: {str(path)!r} does not exist; {hint}") from None
+    except Exception as exc:  # noqa: BLE001 - zipfile.BadZipFile, ValueError (pickled objects), OSError ...
+        raise cls(f"{what}: not a readable .npz ({first_line(exc, 80)}); {hint}") from None

@@ -89,10 +89,7 @@ def _read_yaml(path: Path) -> object:
 
 def load_presets(path: str | Path) -> list[dict]:
     """The raw, validated entries of a preset file (each a dict of known keys with values of the right type)."""
-    path = Path(path)
-    if not path.exists():
-        raise BadConfig(f"preset file {str(path)!r} does not exist; see export_configs/ for examples")
-    data = _read_yaml(path)
+    data = _read_yaml(Path(path))
     if isinstance(data, dict) and "exports" in data:
         extra = set(data) - {"exports", "defaults"}
         if extra:
@@ -127,7 +124,7 @@ def make_job(entry: dict, where: str = "export") -> ExportJob:
         alpha = check_alpha(entry.get("alpha", 1.0))
         out = entry.get("out")
         if out is not None and not str(out).strip():
-            raise BadArgument("out is empty; pass a folder path (use '.' for the current folder)")
+            raise BadArgument("out (--out) is empty; pass a folder path (use '.' for the current folder)")
         return ExportJob(model=spec.name, alpha=alpha, res=res, out=out, options=ExportOptions(**options))
     except BadArgument as exc:
         raise BadConfig(f"{where}: {exc}") from None

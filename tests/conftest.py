@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+import edgekit  # noqa: F401  (before torch: it sets OMP_WAIT_POLICY=PASSIVE, which must precede torch's OpenMP)
+import torch  # noqa: E402
 
 # Tests run on small CPUs: keep torch from oversubscribing the cores when pytest itself is the only process.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -32,6 +34,33 @@ def cli():
     return run_cli
 
 
+class CliResult:
+    """What a CLI run gave: exit code and the text on stdout/stderr (subprocess.CompletedProcess's names)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli_inprocess(capsys, monkeypatch):
+    """The CLI's own entry point (parser, dispatch, error handling) without a new interpreter: the 3-5 s of torch
+    import a subprocess pays are saved. For what is not about the process itself (signals, exit of the interpreter)."""
+    from edgekit.cli import main
+
+    def run(*args: object, cwd: str | os.PathLike | None = None) -> CliResult:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return CliResult(int(code), out, err)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def zoo_export(tmp_path_factory):
     """``get(name)``: edgekit.export of a registered model at alpha 0.25, 64 px, symbolic batch, self-check on.
@@ -51,3 +80,13 @@ def zoo_export(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    """One small model (MobileNetV2 alpha 0.35, 64 px) exported once as ONNX, TorchScript and pt2 through
+    edgekit.export (self-check on): shared by the OpenVINO, profile and compare tests."""
+    from edgekit.export import ExportOptions, export
+
+    return export("mobilenet_v2", alpha=0.35, res=64, out_dir=tmp_path_factory.mktemp("small") / "m2",
+                  options=ExportOptions(formats=("onnx", "torchscript", "pt2")))

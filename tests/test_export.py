@@ -307,8 +307,8 @@ def test_cli_flags_override_the_preset(cli, tmp_path):
         (["export"], "no model given"),
     ],
 )
-def test_bad_input_is_one_line_and_leaves_nothing(cli, tmp_path, args, needle):
-    result = cli(*args, cwd=tmp_path)
+def test_bad_input_is_one_line_and_leaves_nothing(cli, cli_inprocess, tmp_path, args, needle):
+    result = (cli if args == ["export"] else cli_inprocess)(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

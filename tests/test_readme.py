@@ -71,16 +71,17 @@ def _params():
 
 
 @pytest.mark.parametrize("index, command", _params())
-def test_readme_command_runs_as_written(scratch, index, command):
+def test_readme_command_runs_as_written(scratch, cli_inprocess, index, command):
     argv = shlex.split(command)
-    if argv[0] == "edgekit":
-        argv = [sys.executable, "-m", "edgekit", *argv[1:]]
-    elif argv[0] == "python":
-        argv = [sys.executable, *argv[1:]]
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
     if "--iters 500" in command:
         argv[argv.index("500")] = "50"  # the example's length, not its point: keep the suite fast
-    result = subprocess.run(argv, cwd=scratch, capture_output=True, text=True, env=env, timeout=1800)
+    if argv[0] == "edgekit":  # the CLI's own entry point, in this interpreter (the process is tested elsewhere)
+        result = cli_inprocess(*argv[1:], cwd=scratch)
+    else:
+        if argv[0] == "python":
+            argv = [sys.executable, *argv[1:]]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        result = subprocess.run(argv, cwd=scratch, capture_output=True, text=True, env=env, timeout=1800)
     if "--provider cuda" in command and "CUDAExecutionProvider" not in _ort_providers():
         # No GPU here: the README's CUDA examples must be refused clearly, never run on CPU under a CUDA label.
         assert result.returncode == 1, result.stdout

@@ -130,9 +130,8 @@ def test_the_cli_takes_the_new_runtime_and_format(plugins, tmp_path, capsys):
 def test_a_format_only_option_is_refused_naming_the_format():
     with pytest.raises(edgekit.errors.BadArgument, match="--opset applies to the onnx format only"):
         edgekit.ExportOptions(formats=("torchscript",), opset=18)
-    with pytest.raises(edgekit.errors.BadArgument, match="--no-simplify applies to the onnx format"):
-        edgekit.ExportOptions(formats=("pt2",), simplify=False)
     assert edgekit.ExportOptions(formats=("onnx", "pt2"), opset=18).opset == 18
+    assert edgekit.ExportOptions(formats=("pt2",), simplify=False).formats == ("pt2",)  # turning a step off is fine
 
 
 def test_a_runtime_that_cannot_run_a_format_says_which_can(tmp_path):
@@ -162,3 +161,24 @@ def test_import_edgekit_is_light():
             "print([m for m in ('torch', 'onnxruntime', 'onnx', 'torch.onnx', 'torchvision') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # nothing heavy until a command needs it (tools/ measures the time)
+
+
+def _shape(report: dict) -> dict:
+    """The report's shape: its keys, and the keys of its fixed-structure sections."""
+    return {"top": sorted(report), "latency_ms": sorted(report["latency_ms"]), "system": sorted(report["system"]),
+            "inputs": [sorted(i) for i in report["inputs"]]}
+
+
+def test_bench_of_pt2_and_torchscript_has_the_report_shape_of_onnx(tmp_path, capsys):
+    result = edgekit.export("mobilenet_v2", alpha=0.35, res=32, out_dir=tmp_path / "e",
+                            options=edgekit.ExportOptions(formats=("onnx", "torchscript", "pt2"), verify=False))
+    reports = {}
+    for fmt in ("onnx", "torchscript", "pt2"):
+        assert cli_main(["bench", str(result.files[fmt]), "--iters", "3", "--warmup", "1", "--json"]) == 0
+        reports[fmt] = json.loads(capsys.readouterr().out)
+    onnx_shape = _shape(reports["onnx"])
+    for fmt in ("torchscript", "pt2"):
+        assert _shape(reports[fmt]) == onnx_shape, fmt
+        assert reports[fmt]["runtime"] == "torch" and reports[fmt]["format"] == fmt
+        assert reports[fmt]["model"] == "mobilenet_v2" and reports[fmt]["latency_ms"]["count"] == 3
+    assert reports["onnx"]["runtime"] == "onnxruntime"

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import csv
 import sys
-import warnings
 from pathlib import Path
 
 import onnx
 import pytest
-import torch
 
-import edgekit
 from edgekit.bench import BenchOptions
 from edgekit.cli import main as cli_main
 from edgekit.errors import BadArgument, EdgekitError, UnknownModel
-from edgekit.metadata import Metadata
 from edgekit.sweep import SweepOptions, pareto_front, sweep
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sweep_helpers import fast_exporter  # noqa: E402
 
 QUICK_BENCH = BenchOptions(threads=1, warmup=1, iters=3)
 
@@ -92,28 +91,11 @@ def test_bad_grids_are_refused(alphas, resolutions, needle):
 
 
 def _fast_exporter(calls: list):
-    """Exports with edgekit's metadata through the TorchScript-based exporter: about 1 s a point, where the dynamo
-    exporter behind edgekit.export takes 10+ s on a loaded 2-core machine. The real exporter has its own test."""
-    from edgekit.complexity import count_complexity
+    """sweep_helpers.fast_exporter (about 1 s a point), recording its calls. The real exporter has its own test."""
 
     def export(name: str, alpha: float, res: int, folder: Path, weights: str | None) -> Path:
         calls.append((name, alpha, res))
-        folder.mkdir(parents=True, exist_ok=True)
-        model, source = edgekit.build_model(name, alpha=alpha)
-        path = folder / f"{name}_a{alpha:g}_r{res}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.randn(1, 3, res, res),), str(path), dynamo=False,
-                              input_names=["input"], output_names=["logits"])  # fmt: skip
-        params, macs, _ = count_complexity(model, res, with_stages=False)
-        meta = Metadata(model=name, alpha=alpha, res=res, num_classes=1000, weights=source.describe(),
-                        seed=source.seed, input_shape=(1, 3, res, res), params=params, macs=macs)  # fmt: skip
-        proto = onnx.load(path)
-        for key, value in meta.to_props().items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, path)
-        return path
+        return fast_exporter(name, alpha, res, folder, weights)
 
     return export
 

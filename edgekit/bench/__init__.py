@@ -114,8 +114,14 @@ class BenchOptions:
     seed: int = opt(0, kind="int", cli=False, what="seed", lo=0, hi=2**32 - 1, help="seed of the synthesised inputs")
     runtime: str | None = opt(None, metavar="NAME", help="runtime: onnxruntime, torch, openvino, executorch (default: "
                                                          "the file's format's own)")
-    profile: bool = opt(False, kind="bool", help="per-node times from the runtime's own profiler, by operator type "
-                                                 "and by PyTorch module")
+    profile: bool = opt(False, kind="bool", help="after the plain run, per-node times from the runtime's own "
+                                                 "profiler, by operator type, PyTorch module and stage, against MACs "
+                                                 "and bytes moved")
+    top: int = opt(10, kind="int", metavar="K", what="--top", lo=1, hi=10_000, example="--top 10",
+                   help="rows of each --profile table")
+    inference_precision: str | None = opt(None, metavar="P",
+                                help="OpenVINO: compute in f32 (default, read back) or bf16 (faster on CPUs with "
+                                     "AVX512-BF16/AMX, not fp32 numerics; labelled in the report)")
 
     def __post_init__(self) -> None:
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
@@ -132,7 +138,7 @@ class BenchOptions:
         set_("shapes", _parse_shapes(self.shapes))
         if self.iters is not None and self.duration_s is not None:
             raise BadArgument("pass either --iters or --duration, not both")
-        validate(self, ("threads", "batch", "warmup", "iters", "duration_s", "device_id", "seed", "profile"))
+        validate(self, ("threads", "batch", "warmup", "iters", "duration_s", "device_id", "seed", "profile", "top"))
         if self.duration_s is None and self.iters is None:
             set_("iters", DEFAULT_ITERS)
         search = str(self.cudnn_conv_algo_search).upper()
@@ -142,9 +148,11 @@ class BenchOptions:
         set_("cudnn_conv_algo_search", search)
         set_("compare_torch", bool(self.compare_torch))
 
-    def run_options(self, threads: int | None = None) -> RunOptions:
+    def run_options(self, threads: int | None = None, *, profile: bool = False) -> RunOptions:
+        """How to open the file; ``profile`` for the second, profiled run (the measured run is never profiled)."""
         return RunOptions(providers=self.providers, threads=threads or self.threads, device_id=self.device_id,
-                          cudnn_conv_algo_search=self.cudnn_conv_algo_search, profile=self.profile)
+                          cudnn_conv_algo_search=self.cudnn_conv_algo_search, profile=profile,
+                          precision=self.inference_precision)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -194,22 +202,44 @@ def _check_metadata_fits(runner: Runner, shapes: dict) -> list[str]:
 def bench(path: str | os.PathLike, *, options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
     """Benchmark the exported model at ``path`` on ``options.runtime`` / ``options.providers``."""
     progress = progress or noop_progress
-    file = Path(path)
     threads = options.threads or default_threads()
+    load, rss_before = load_average(), rss_now_mib()
+    return _measure(_open(Path(path), options, threads, progress), Path(path), options, threads, progress, load,
+                    rss_before)
+
+
+def bench_runner(runner: Runner, *, options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
+    """Benchmark a runner that is already open (``compare`` times the eager PyTorch reference this way, with the
+    same loop, threads and seeded inputs as every file); the runner is closed afterwards."""
+    progress = progress or noop_progress
+    threads = options.threads or default_threads()
+    return _measure(runner, Path(runner.path or runner.label), options, threads, progress, load_average(),
+                    rss_now_mib())
+
+
+def _measure(runner: Runner, file: Path, options: BenchOptions, threads: int, progress: ProgressFn,
+             load: tuple[float, float, float] | None, rss_before: float) -> BenchReport:
     notes: list[str] = []
-    load = load_average()
     cpus = len(allowed_cpus())
     if load is not None and load[0] >= 0.75 * cpus:
         notes.append(f"load average {load[0]:.2f} on {cpus} CPUs before the run: other processes compete for the "
                      "cores, expect noisy numbers")
-    rss_before = rss_now_mib()
-    runner = _open(file, options, threads, progress)
     try:
+        if options.profile:  # before anything is measured
+            from .profile import check_profiler
+
+            check_profiler(runner.runtime)
         timed = _time_runner(runner, options, threads, progress, notes)
     finally:
         runner.close()
     gc.collect()
     metadata, stats = runner.metadata, timed["stats"]
+    if options.profile:  # a second session with the profiler on, after the plain one is closed
+        from .profile import collect_profile
+
+        timed["profile"] = collect_profile(Path(runner.path or file), options, threads, timed["feeds"], stats,
+                                           timed["batch"], progress, notes)
+        gc.collect()
     torch_result: TorchComparison | None = None
     if options.compare_torch:
         torch_result = _compare_torch(metadata, Path(runner.path or file), timed["feeds"], threads, options, stats,
@@ -266,10 +296,6 @@ def _time_runner(runner: Runner, options: BenchOptions, threads: int, progress: 
     out = {"feeds": feeds, "batch": batch, "inputs": inputs, "first_ms": first_ms, "stats": stats,
            "measured_s": measured_s, "copies": copies, "gmacs": gmacs, "nodes": runner.assignment(),
            "peak_rss": peak_rss_mib()}  # before PyTorch builds its reference model
-    if options.profile:
-        from .profile import collect_profile
-
-        out["profile"] = collect_profile(runner, timer, stats, progress, notes)
     return out
 
 
@@ -342,7 +368,7 @@ def _compare_torch(metadata: Metadata | None, model_path: Path, feeds: Mapping[s
 
 
 __all__ = [
-    "BenchOptions", "BenchReport", "LatencyStats", "TorchComparison", "SystemInfo", "InputSpec", "bench",
+    "BenchOptions", "BenchReport", "LatencyStats", "TorchComparison", "SystemInfo", "InputSpec", "bench", "bench_runner",
     "latency_stats", "resolve_provider", "parse_shape", "resolve_input_shapes", "synthesize_inputs",
     "session_options", "append_csv", "check_csv_target", "csv_row", "CSV_COLUMNS", "default_threads", "run_block",
     "check_session_providers", "check_nodes_assigned", "check_providers_available", "PHASES",

@@ -232,6 +232,10 @@ def format_report(report: "BenchReport") -> str:
         )
     for note in report.notes:
         lines.append(f"note: {note}")
+    if report.profile:
+        from .profile import format_profile
+
+        lines += ["", format_profile(report.profile)]
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 #: a number of iterations. Called between chunks of iterations, never inside a timed window.
 ProgressFn = Callable[[str, int, "int | None"], None]
 
-PHASES = ("session", "first", "warmup", "measure", "copies-warmup", "copies", "torch-first", "torch-warmup", "torch")
+PHASES = ("session", "first", "warmup", "measure", "copies-warmup", "copies", "torch-first", "torch-warmup", "torch",
+          "profile")
 #: Progress is reported between chunks of about this many seconds of iterations.
 _CHUNK_S = 0.25
 

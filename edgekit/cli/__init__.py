@@ -5,6 +5,7 @@
   edgekit export mobilenet_v3 --alpha 0.75 --res 192    fuse Conv-BN, export ONNX + TorchScript, self-check
   edgekit verify model.onnx                             numerical equivalence against the PyTorch reference
   edgekit bench model.onnx --provider cpu               latency / throughput on ONNX Runtime
+  edgekit compare mobilenet_v3 --alpha 0.75 --res 192   every format x precision x runtime, verified and timed
 
 Exit codes: 0 ok, 1 failure (including verification failed), 2 usage error, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).
@@ -20,7 +21,7 @@ from typing import Sequence
 
 #: subcommand -> module under edgekit.cli; each module has add_arguments(parser) and run(args) -> int,
 #: and its docstring is the subcommand's --help text (first line = one-line summary).
-SUBCOMMANDS = ("models", "info", "export", "verify", "bench", "sweep")
+SUBCOMMANDS = ("models", "info", "export", "verify", "bench", "compare", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -36,6 +36,7 @@ _PHASE_WORDS = {
     "torch-first": "PyTorch first inference",
     "torch-warmup": "PyTorch warm-up",
     "torch": "measuring PyTorch eager",
+    "profile": "profiling",
 }
 
 
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare", choices=["torch"], help="also time the eager PyTorch reference (needs edgekit metadata)"
     )
-    add_options(parser, BenchOptions, include=["cudnn_conv_algo_search", "device_id", "profile"])
+    add_options(parser, BenchOptions, include=["cudnn_conv_algo_search", "device_id", "inference_precision", "profile", "top"])
     parser.add_argument("--csv", metavar="FILE", help="append one row of results to FILE (header written when new)")
     add_json_arg(parser)
 
@@ -59,7 +60,7 @@ class _Progress:
     """Progress on stderr: one line rewritten in place on a terminal (cleared at the end), else one line per finished
     block of runs. Nothing is printed before the first inference succeeded, so a user error stays one line."""
 
-    _BLOCKS = ("warmup", "measure", "copies-warmup", "copies", "torch-warmup", "torch")
+    _BLOCKS = ("warmup", "measure", "copies-warmup", "copies", "torch-warmup", "torch", "profile")
 
     def __init__(self, stream=None) -> None:
         self._stream = stream or sys.stderr

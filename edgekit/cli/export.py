@@ -62,18 +62,12 @@ def run(args: argparse.Namespace) -> int:
     for job in jobs:
         def progress(stage) -> None:
             if not args.json:
-                detail = f"  {stage.detail}" if stage.detail else ""
-                print(f"{stage.name:<12} {stage.seconds:6.2f}s{detail}", flush=True)
+                print(stage.to_text(), flush=True)
 
         result = export(job.model, alpha=job.alpha, res=job.res, out_dir=job.out, options=job.options, on_progress=progress)
         results.append(result)
         if not args.json:
-            total = result.manifest["total_seconds"]
-            print(f"{'done':<12} {total:6.2f}s  wrote {result.out_dir}/")
-            for entry in result.manifest["files"]:
-                print(f"  {entry['name']}  ({entry['bytes'] / 1e6:.1f} MB)")
-            if len(jobs) > 1:
-                print()
+            print(result.to_text() + ("\n" if len(jobs) > 1 else ""))
     if args.json:
         payload = results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results]
         sys.stdout.write(to_json(payload) + "\n")

@@ -8,8 +8,8 @@ runs on its format's runtime unless --runtime/--provider say otherwise. Exit 0 p
 
 Default fp32 tolerance: max|c - r| <= 1e-5 + 1e-4 * max|r| per sample, cosine >= 0.99999, top-1 agrees
 (near-ties excepted); --tolerance fp16 is 1e-3 + 1e-2 * max|r|, cosine >= 0.999. Where the reference itself
-amplifies rounding, the bound widens to 4x how far PyTorch's own Conv-BN fold moves it (the ref_noise column), and
-beyond 1e-2 of the peak nothing is certified. The rationale is in the docstring of edgekit/verify/__init__.py.
+amplifies rounding, the bound widens to 4x how far PyTorch's own rounding variants (Conv-BN folded, channels-last)
+move it (the ref_noise column), and beyond 1e-2 of the peak nothing is certified. The rationale is in the docstring of edgekit/verify/__init__.py.
 
 examples:
   edgekit verify exports/mobilenet_v3_large_a0.75_r192/mobilenet_v3_large_a0.75_r192.onnx

@@ -208,8 +208,12 @@ def read_metadata(path: str | os.PathLike) -> "Metadata | None":
 
 
 def _is_torchscript(info: FileHead) -> bool:
+    # archive/code/__torch__/... and archive/constants.pkl: a torch.save checkpoint has neither (its top folder is
+    # named after the file, so a checkpoint saved as code.pth has "code/data.pkl": match the second segment only)
     names = info.zip_names or ()
-    return any("/code/" in n or n.startswith("code/") for n in names) and not _is_pt2(info)
+    has_code = any(n.split("/")[1:2] == ["code"] for n in names)
+    has_constants = any(n.split("/")[1:] == ["constants.pkl"] for n in names)
+    return has_code and has_constants and not _is_pt2(info)
 
 
 def _is_pt2(info: FileHead) -> bool:

@@ -10,7 +10,7 @@ import ast
 import functools
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +238,106 @@ def with_outputs(path: Path, names: list[str], dst: Path) -> Path:
             existing.add(name)
     onnx.save(proto, str(dst))
     return dst
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The graph as an index: who produces and consumes each value, which weight each layer reads. Profilers name the
+# nodes a runtime executed; this is how those names lead back to the file's nodes (and, through their weights, to
+# PyTorch modules: bench --profile).
+# --------------------------------------------------------------------------------------------------------------------
+#: node types whose second input is a weight (QLinearConv/ConvInteger: quantized models, FusedConv: ORT's own)
+WEIGHTED_OPS = (*LAYER_OPS, "ConvInteger", "QLinearConv", "FusedConv")
+#: nodes that pass a weight through on its way to a layer (QDQ and fp16 files)
+_WEIGHT_PASSES = ("DequantizeLinear", "Cast", "Reshape", "Transpose", "Identity")
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    name: str  # the node's name ('#<position>' when it has none)
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    order: int  # position in the file (a valid execution order)
+    #: the weight value the layer reads (its input 1) when it traces back to a constant: what verify maps by
+    weight: str | None
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass
+class GraphIndex:
+    nodes: dict[str, GraphNode]
+    producer: dict[str, str]  # value -> node name
+    consumers: dict[str, list[str]]  # value -> node names
+    constants: set[str]  # initializers and Constant outputs
+    graph_inputs: set[str]
+
+    def resolve(self, name: str, suffixes: tuple[str, ...] = ()) -> str | None:
+        """A runtime's spelling of a node or value name -> the node's name, or None.
+
+        Tries the name, then with trailing ``/part``s removed one at a time (OpenVINO splits ``node_conv2d`` into
+        ``node_conv2d/WithoutBiases``; the legacy exporter's own names contain ``/``), then without each of
+        ``suffixes``; first as node names, then as values (their producer).
+        """
+        parts = name.split("/")
+        candidates = [name, *("/".join(parts[:k]) for k in range(len(parts) - 1, 0, -1))]
+        for suffix in suffixes:
+            candidates += [c[: -len(suffix)] for c in list(candidates) if c.endswith(suffix) and len(c) > len(suffix)]
+        found = next((c for c in candidates if c in self.nodes), None)
+        if found is None:
+            found = next((self.producer[c] for c in candidates if c in self.producer), None)
+        return found
+
+    def weighted_upstream(self, name: str, depth: int = 40) -> str | None:
+        """The nearest layer (a node with a weight) that feeds ``name``, latest in execution order; else the
+        nearest one it feeds. An activation leads to its conv, an SE scale to its last fc, a residual add to the
+        block's last conv, a channel shuffle to the last conv of its unit, the input's layout change to the stem."""
+        for step in (self._inputs_of, self._outputs_of):
+            seen, frontier = {name}, [name]
+            for _ in range(depth):
+                found = [n for n in (m for f in frontier for m in step(f)) if n not in seen]
+                seen.update(found)
+                weighted = [n for n in found if self.nodes[n].weight is not None]
+                if weighted:
+                    return max(weighted, key=lambda n: self.nodes[n].order)
+                if not found:
+                    break
+                frontier = found
+        return None
+
+    def _inputs_of(self, name: str) -> list[str]:
+        return [self.producer[v] for v in self.nodes[name].inputs if v in self.producer]
+
+    def _outputs_of(self, name: str) -> list[str]:
+        return [c for v in self.nodes[name].outputs for c in self.consumers.get(v, ())]
+
+
+def graph_index(path: str | os.PathLike) -> GraphIndex:
+    """The index of the file's main graph (parsed once, with :func:`read`'s one-line errors)."""
+    graph = read(path).graph
+    named = [(node.name or f"#{i}", node) for i, node in enumerate(graph.node)]
+    producer = {value: name for name, node in named for value in node.output if value}
+    consumers: dict[str, list[str]] = {}
+    for name, node in named:
+        for value in node.input:
+            consumers.setdefault(value, []).append(name)
+    inits = {t.name for t in graph.initializer}
+    constants = inits | {node.output[0] for _, node in named if node.op_type == "Constant" and node.output}
+    by_name = dict(named)
+
+    def weight_of(value: str) -> str | None:
+        for _ in range(4):  # through DequantizeLinear / Cast / ... to the constant (QDQ and fp16 files)
+            if value in constants:
+                return value
+            node = by_name.get(producer.get(value, ""))
+            if node is None or node.op_type not in _WEIGHT_PASSES or not node.input:
+                return None
+            value = node.input[0]
+        return None
+
+    nodes = {
+        name: GraphNode(name, node.op_type, tuple(node.input), tuple(node.output), i,
+                        weight_of(node.input[1]) if node.op_type in WEIGHTED_OPS and len(node.input) > 1 else None,
+                        _scopes(node))
+        for i, (name, node) in enumerate(named)
+    }
+    return GraphIndex(nodes, producer, consumers, constants, {i.name for i in graph.input} - inits)

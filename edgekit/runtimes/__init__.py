@@ -15,6 +15,9 @@ The contract every runner keeps:
   for); ``assignment()``: nodes per provider/delegate where the runtime can tell. A runner whose runtime silently
   put the model somewhere else than requested refuses to open (:class:`~edgekit.errors.ProviderUnavailable`).
 - ``close()``: release the session and its threads before anything else is timed on these cores.
+- ``profile(feeds, runs=, warmup=)`` (runtimes whose spec says ``profiles=True``, opened with
+  ``RunOptions(profile=True)``): per-node times from the runtime's own profiler, each node with the file's nodes it
+  computes (:class:`NodeTime`); ``bench --profile`` ties them to PyTorch modules. Others raise a one-line error.
 
 Optional runtimes (openvino, executorch) are imported lazily inside their module; without them, opening a file on
 them raises :class:`~edgekit.errors.MissingExtra` naming the extra to install.
@@ -59,7 +62,49 @@ class RunOptions:
     threads: int | None = None
     device_id: int = 0
     cudnn_conv_algo_search: str = "EXHAUSTIVE"
+    #: open for ``Runner.profile`` (ONNX Runtime's profiler, OpenVINO's PERF_COUNT)
     profile: bool = False
+    #: the precision a runtime computes in where it has a choice (OpenVINO: f32, the default, or bf16)
+    precision: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeTime:
+    """One node a runtime executed, as its own profiler saw it; ``time_us`` per run.
+
+    ``region``: the nodes of the file it computes (a fused conv + bias + activation is one runtime node); empty for
+    what the runtime added itself (layout reorders) or cannot name. ``neighbours``: runtime nodes it feeds or drains,
+    in the order such a node should be attributed to them.
+    """
+
+    name: str
+    op_type: str
+    impl: str  # the kernel / implementation (OpenVINO's exec type, ONNX Runtime's op domain)
+    provider: str  # the execution provider or device that ran it
+    time_us: float
+    order: int
+    precision: str = ""
+    region: tuple[str, ...] = ()
+    neighbours: tuple[str, ...] = ()
+    inserted: bool = False  # a layout or precision conversion the runtime inserted
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    """What a runtime's profiler measured over ``runs`` runs: per-node times (``statistic`` per node: "median" or
+    "mean" over the runs), and the wall time of each profiled run (ms)."""
+
+    nodes: tuple[NodeTime, ...]
+    wall_ms: tuple[float, ...]
+    statistic: str
+    runs: int
+    #: the runtime's own time per run for the whole model, where it reports one (ONNX Runtime's model_run), ms
+    runtime_ms: tuple[float, ...] = ()
+    #: per run, the sum of that run's node times (ms), where the profiler reports single runs
+    node_sums_ms: tuple[float, ...] = ()
+    #: the profiler itself adds time to every node it times (ONNX Runtime's does; OpenVINO's counters do not)
+    costs_per_node: bool = False
+    notes: tuple[str, ...] = ()
 
 
 class Runner:
@@ -117,6 +162,10 @@ class Runner:
     def notes(self) -> list[str]:
         """Facts a report should carry (a partial fallback, a mostly undelegated program, ...)."""
         return []
+
+    def profile(self, feeds: Mapping[str, np.ndarray], *, runs: int, warmup: int) -> "RuntimeProfile":
+        """Per-node times from the runtime's own profiler over ``runs`` runs (open with ``RunOptions(profile=True)``)."""
+        raise no_profiler(self.runtime)
 
     @property
     def input_shape(self) -> tuple | None:
@@ -216,6 +265,12 @@ def runtimes_for(format_name: str) -> list[RuntimeSpec]:
     return [r for r in RUNTIMES.values() if format_name in r.formats]
 
 
+def no_profiler(runtime: str) -> BadArgument:
+    able = ", ".join(r.name for r in RUNTIMES.values() if r.profiles) or "none"
+    return BadArgument(f"the {runtime} runtime has no per-node profiler edgekit can read; --profile works with: "
+                       f"{able} (drop --profile, or pass --runtime with one of those)")
+
+
 def lazy_open(module: str, attr: str) -> Callable[[Path, RunOptions, "Format"], Runner]:
     def call(path: Path, options: RunOptions, fmt: "Format") -> Runner:
         return getattr(importlib.import_module(module), attr)(path, options, fmt)
@@ -264,6 +319,11 @@ def _builtin() -> None:
         profiles=True, description="ONNX Runtime sessions on any installed execution provider",
     ))
     register_runtime(RuntimeSpec(
+        "openvino", "OpenVINO", ("onnx",), lazy_open("edgekit.runtimes.openvino", "open_openvino"),
+        requires="openvino", extra="openvino", devices=("cpu", "gpu", "npu", "auto"), profiles=True,
+        description="ONNX files compiled by OpenVINO (fp32 forced and read back; the device that really ran)",
+    ))
+    register_runtime(RuntimeSpec(
         "torch", "PyTorch", ("torchscript", "pt2"), lazy_open("edgekit.runtimes.torch", "open_torch"),
         devices=("cpu", "cuda"), description="TorchScript and torch.export programs on PyTorch (CPU or CUDA)",
     ))
@@ -276,5 +336,5 @@ def _builtin() -> None:
 
 _builtin()
 
-__all__ = ["Runner", "TensorSpec", "RunOptions", "RuntimeSpec", "CallTimer", "RUNTIMES", "register_runtime",
+__all__ = ["Runner", "TensorSpec", "RunOptions", "NodeTime", "RuntimeProfile", "RuntimeSpec", "CallTimer", "RUNTIMES", "register_runtime",
            "unregister_runtime", "get_runtime", "runtimes_for", "open_runner"]

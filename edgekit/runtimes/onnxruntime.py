@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import BadArgument, BadModelFile, ProviderUnavailable, first_line
-from . import Runner, RunOptions, TensorSpec
+from . import Runner, RunOptions, RuntimeProfile, TensorSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime
@@ -132,8 +134,13 @@ def check_providers_available(requested: Sequence[str]) -> None:
             )
 
 
-def session_options(threads: int, *, profile: bool = False) -> "onnxruntime.SessionOptions":
-    """The settings every edgekit session uses (tools/bench_harness.py builds its bare loop with these)."""
+def session_options(threads: int, *, profile: bool = False,
+                    profile_dir: str | None = None) -> "onnxruntime.SessionOptions":
+    """The settings every edgekit session uses (tools/bench_harness.py builds its bare loop with these).
+
+    ``profile``: ONNX Runtime's profiler on; its trace, and the optimized graph its node names refer to, go into
+    ``profile_dir`` (not the current folder).
+    """
     ort = _ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -144,6 +151,9 @@ def session_options(threads: int, *, profile: bool = False) -> "onnxruntime.Sess
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     if profile:
         so.enable_profiling = True
+        if profile_dir is not None:
+            so.profile_file_prefix = str(Path(profile_dir) / "ort_profile")
+            so.optimized_model_filepath = str(Path(profile_dir) / "optimized.onnx")
     return so
 
 
@@ -161,7 +171,7 @@ def _provider_list(providers: Sequence[str], options: RunOptions) -> list[Any]:
 
 
 def create_session(model: str | bytes, providers: Sequence[str], options: RunOptions, *, what: str,
-                   threads: int) -> Any:
+                   threads: int, profile_dir: str | None = None) -> Any:
     """An InferenceSession on exactly ``providers`` (EP names), or ProviderUnavailable.
 
     Availability is checked first (with the install hint), then ``get_providers()`` after creation: a build that has
@@ -169,7 +179,7 @@ def create_session(model: str | bytes, providers: Sequence[str], options: RunOpt
     """
     ort = _ort()
     check_providers_available(providers)
-    so = session_options(threads, profile=options.profile)
+    so = session_options(threads, profile=options.profile, profile_dir=profile_dir)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Specified provider ... is not in available provider names"
@@ -346,8 +356,14 @@ class OnnxRuntimeRunner(Runner):
         self.proto = proto
         self.metadata = Metadata.from_props(onnx_format.props_of(proto), where=path.name)
         self.threads = threads or options.threads or default_threads()
-        self.session = create_session(model if model is not None else str(path), requested, options,
-                                      what=repr(str(path)), threads=self.threads)
+        #: the profiler's trace and the optimized graph it names (only when opened for profiling)
+        self.profile_dir = tempfile.mkdtemp(prefix="edgekit-ort-profile-") if options.profile else None
+        try:
+            self.session = create_session(model if model is not None else str(path), requested, options,
+                                          what=repr(str(path)), threads=self.threads, profile_dir=self.profile_dir)
+        except BaseException:
+            self.close()
+            raise
         self.requested = requested
         self.providers = tuple(self.session.get_providers())
         self.version = f"onnxruntime {_ort().__version__}"
@@ -383,8 +399,29 @@ class OnnxRuntimeRunner(Runner):
         """The path of ONNX Runtime's profiling JSON (only when opened with ``RunOptions(profile=True)``)."""
         return self.session.end_profiling()
 
+    def profile(self, feeds: Mapping[str, np.ndarray], *, runs: int, warmup: int) -> RuntimeProfile:
+        """Per-node medians over ``runs`` runs after ``warmup`` (dropped from the trace), from ONNX Runtime's own
+        profiler; each kernel mapped to the file's nodes through the optimized graph this session saved."""
+        from ..formats.onnx import graph_index
+        from .ort_profile import profile_from_trace
+
+        if self.profile_dir is None:
+            raise BadArgument("this ONNX Runtime session was opened without profiling; open it with "
+                              "RunOptions(profile=True)")
+        timer = self.timer(feeds)
+        for _ in range(warmup):
+            timer.once()
+        walls = [0] * runs
+        timer.timed(walls, 0, runs, 1 << 62)
+        trace = self.end_profiling()
+        return profile_from_trace(trace, str(Path(self.profile_dir) / "optimized.onnx"), graph_index(self.path),
+                                  skip_runs=warmup, walls_ms=[w / 1e6 for w in walls])
+
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+        if self.profile_dir is not None:
+            shutil.rmtree(self.profile_dir, ignore_errors=True)
+            self.profile_dir = None
 
 
 def open_onnxruntime(path: Path, options: RunOptions, fmt: "Format") -> OnnxRuntimeRunner:

@@ -136,7 +136,14 @@ class TorchRunner(Runner):
         import torch
 
         arrays = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in feeds.values()]
-        return TorchTimer(self.module, arrays, self._sync, plain=self._plain)
+        return TorchTimer(self.module, arrays, self._sync, plain=self._timed_context)
+
+    def _timed_context(self) -> contextlib.AbstractContextManager:
+        """What the timed loop runs under: the plain executor, and the threads asked for (same as other runtimes)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._plain())
+        stack.enter_context(self._threads())
+        return stack
 
     host_timer = timer
 

@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import BadArgument, first_line
-from ..guards import check_npz
+from ..errors import BadArgument
+from ..guards import read_npz
 from .options import DEFAULT_INPUT_SEED
 
 
@@ -63,17 +63,7 @@ def make_inputs(
 
 def load_inputs(path: Path, chw: tuple[int, int, int], fixed_batch: int | None) -> list[InputCase]:
     """User tensors from an .npz (one case per array), shape-checked against the model's input."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            check_npz(data, f"reading --inputs {path.name}")
-            arrays = {k: data[k] for k in data.files}
-    except BadArgument:
-        raise
-    except Exception as exc:
-        raise BadArgument(
-            f"cannot read --inputs {path.name} as an .npz ({first_line(exc, 80)}); write it with "
-            "numpy.savez(PATH, name=array, ...)"
-        ) from None
+    arrays = read_npz(path, f"--inputs {path.name}", BadArgument, "write it with numpy.savez(PATH, name=array, ...)")
     if not arrays:
         raise BadArgument(f"--inputs {path.name} holds no arrays; write it with numpy.savez(PATH, x=array)")
     expected = f"[{fixed_batch if fixed_batch else 'N'}, {chw[0]}, {chw[1]}, {chw[2]}]"

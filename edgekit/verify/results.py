@@ -29,7 +29,8 @@ class OutputStats:
     top5: float | None
     passed: bool
     reasons: tuple[str, ...] = ()
-    #: how far PyTorch's own Conv-BN fold of the reference moves this output (max over samples, of the peak):
+    #: how far PyTorch's own rounding variants of the reference (Conv-BN folded, channels-last) move this output
+    #: (max over samples, of the peak):
     #: the reference's sensitivity to fp32 rounding. None when not measured (no eager reference, no BN).
     ref_noise: float | None = None
 

@@ -23,7 +23,7 @@ class _Bounds:
 
 
 def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.ndarray, reasons: list[str]) -> None:
-    """Widen the bounds to REFERENCE_NOISE_FACTOR x how far PyTorch's own Conv-BN fold moves the reference."""
+    """Widen the bounds to REFERENCE_NOISE_FACTOR x how far PyTorch's own rounding variants move the reference."""
     batch = r.shape[0]
     f = np.asarray(folded, dtype=np.float64).reshape(batch, -1)
     noise = np.abs(f - r).max(axis=1) if r.size else np.zeros(batch)
@@ -38,7 +38,8 @@ def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.nd
     if bounds.ref_noise > ILL_CONDITIONED:
         b = int(np.argmax(noise_rel))
         reasons.append(
-            f"the reference is ill-conditioned on this input: PyTorch's own Conv-BN fold moves its output by "
+            f"the reference is ill-conditioned on this input: PyTorch's own rounding variants (Conv-BN folded, "
+            f"channels-last) move its output by "
             f"{noise_rel[b]:.1e} of the peak ({peaks[b]:.3g}), so no fp32 export can be verified against it "
             "(its activations amplify rounding: check the weights and BN statistics)"
         )
@@ -112,7 +113,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         b = int(np.argmax(used))
         allowed = bounds.allowed[b]
         how = (f"= {tol.atol:g} + {tol.rtol:g} * peak {peaks[b]:.3g}" if allowed <= tol.allowed(float(peaks[b]))
-               else f"{REFERENCE_NOISE_FACTOR:g}x the reference's own fold noise")
+               else f"{REFERENCE_NOISE_FACTOR:g}x the reference's own rounding noise")
         reasons.append(f"max abs error {max_per_sample[b]:.3g} exceeds {allowed:.3g} ({how}; {peak_rel[b]:.2e} of "
                        "the peak)")
     cosines = cosines_per_sample(r, c)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 #: Where the reference itself is sensitive to rounding (see "Ill-conditioned references"), a faithful export
-#: may differ from it by this multiple of how far PyTorch's own Conv-BN fold moves it ...
+#: may differ from it by this multiple of how far PyTorch's own rounding variants (fold, channels-last) move it ...
 REFERENCE_NOISE_FACTOR = 4.0
 #: ... up to this fraction of the output's peak; beyond it the reference cannot certify anything and the case fails.
 ILL_CONDITIONED = 1e-2

@@ -65,7 +65,10 @@ def trace_reference(module: nn.Module, x: np.ndarray | None, res: int) -> Trace:
             handles.append(mod.register_forward_hook(bn_post))
     try:
         with eval_mode(module):
-            module(torch.from_numpy(x) if x is not None else torch.zeros(1, 3, res, res))
+            # without inputs, only the structure is traced: zeros on the module's device (a "meta" module, built
+            # without weights, gives the structure for free)
+            device = next((p.device for p in module.parameters()), torch.device("cpu"))
+            module(torch.from_numpy(x) if x is not None else torch.zeros(1, 3, res, res, device=device))
     finally:
         for handle in handles:
             handle.remove()
