@@ -255,8 +255,8 @@ def _builtin() -> None:
     ))
     register_format(Format(
         "pte", ".pte", "ExecuTorch", lazy("edgekit.formats.pte", "write"), lazy("edgekit.formats.pte", "read_metadata"),
-        lazy("edgekit.formats.pte", "sniff"), default_runtime="executorch", precisions=("fp32", "int8"), extra="executorch", requires="executorch",
-        check_options=lazy("edgekit.formats.pte", "check_options"),
+        lazy("edgekit.formats.pte", "sniff"), default_runtime="executorch", precisions=("fp32", "int8"),
+        extra="executorch", requires="executorch", check_options=lazy("edgekit.formats.pte", "check_options"),
         description="ExecuTorch program lowered to the XNNPACK delegate (fp32, or INT8 through PT2E), metadata in "
                     "its edgekit_metadata method",
     ))
