@@ -386,7 +386,7 @@ def write(job: WriteJob, path: Path) -> dict:
 
         if job.precision == "int8":
             calibration, info = calibration_data(job)
-            program = xnnpack.quantize_int8(job.fused, job.example, calibration)
+            program = xnnpack.quantize_int8(job.fused, job.example, calibration, batch=CALIBRATION_BATCH)
         else:
             program = torch.export.export(job.fused, (job.example,))
     if job.precision == "int8":
