@@ -158,6 +158,9 @@ class ExportOptions:
                     f"{flag} applies to the {'/'.join(owners)} format only, and --format {','.join(self.formats)} "
                     f"does not include it; add {owners[0]} to --format or drop {flag}"
                 )
+        for name in self.formats:  # options a selected format cannot honour (pte: --dynamic-batch)
+            if FORMATS[name].check_options is not None:
+                FORMATS[name].check_options(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

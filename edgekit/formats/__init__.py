@@ -101,6 +101,8 @@ class Format:
     with_outputs: Callable[[Path, list[str], Path], Path] | None = None
     #: extra files that travel with a file of this format (sidecars), by the file's path
     companions: Callable[[Path], list[Path]] = field(default=lambda path: [])
+    #: ExportOptions -> raises BadArgument for options the format cannot honour (checked before any work)
+    check_options: Callable[[Any], None] | None = None
     description: str = ""
 
     def available(self) -> bool:
@@ -250,6 +252,13 @@ def _builtin() -> None:
         lazy("edgekit.formats.pt2", "read_metadata"), _is_pt2, default_runtime="torch",
         layers=lazy("edgekit.formats.pt2", "layers"),
         description="torch.export ExportedProgram (.pt2), metadata in its extra files",
+    ))
+    register_format(Format(
+        "pte", ".pte", "ExecuTorch", lazy("edgekit.formats.pte", "write"), lazy("edgekit.formats.pte", "read_metadata"),
+        lazy("edgekit.formats.pte", "sniff"), default_runtime="executorch", precisions=("fp32", "int8"),
+        extra="executorch", requires="executorch", check_options=lazy("edgekit.formats.pte", "check_options"),
+        description="ExecuTorch program lowered to the XNNPACK delegate (fp32, or INT8 through PT2E), metadata in "
+                    "its edgekit_metadata method",
     ))
 
 

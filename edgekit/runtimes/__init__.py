@@ -342,6 +342,11 @@ def _builtin() -> None:
         "torch", "PyTorch", ("torchscript", "pt2"), lazy_open("edgekit.runtimes.torch", "open_torch"),
         devices=("cpu", "cuda"), description="TorchScript and torch.export programs on PyTorch (CPU or CUDA)",
     ))
+    register_runtime(RuntimeSpec(
+        "executorch", "ExecuTorch", ("pte",), lazy_open("edgekit.runtimes.executorch", "open_executorch"),
+        requires="executorch", extra="executorch", devices=("cpu", "xnnpack"),
+        description="ExecuTorch programs (.pte) on the CPU: the XNNPACK delegate and portable kernels",
+    ))
 
 
 _builtin()
