@@ -121,7 +121,9 @@ class BenchOptions:
                    help="rows of each --profile table")
     inference_precision: str | None = opt(None, metavar="P",
                                 help="OpenVINO: compute in f32 (default, read back) or bf16 (faster on CPUs with "
-                                     "AVX512-BF16/AMX, not fp32 numerics; labelled in the report)")
+                                     "AVX512-BF16/AMX, not fp32 numerics); torch on CUDA: fp32 (default) or tf32 "
+                                     "(PyTorch's own default for convolutions, not fp32 numerics); labelled in the "
+                                     "report")
 
     def __post_init__(self) -> None:
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
@@ -348,7 +350,11 @@ def _compare_torch(metadata: Metadata | None, model_path: Path, feeds: Mapping[s
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        timer = TorchTimer(model, (x,), sync)
+        from ..runtimes.torch import cuda_precision
+
+        # the eager reference computes in fp32 like the file (TF32 only when the user asked it of the file)
+        tf32 = (options.inference_precision or "").lower() == "tf32"
+        timer = TorchTimer(model, (x,), sync, plain=lambda: cuda_precision(tf32))
         progress("torch-first", 0, 1)
         first_ms = time_once(timer.once)
         progress("torch-first", 1, 1)

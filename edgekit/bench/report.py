@@ -220,7 +220,7 @@ def format_report(report: "BenchReport") -> str:
     lines.append("   ".join(summary))
     if report.torch is not None:
         t = report.torch
-        name = runtime_title(report.runtime)
+        name = runtime_title(report.runtime) if report.runtime != "torch" else f"the {report.format} file on PyTorch"
         if t.speedup_p50 >= 1:
             verdict = f"{name} is {t.speedup_p50:.2f}x faster than eager PyTorch at p50 ({t.speedup_mean:.2f}x by mean)"
         else:

@@ -22,8 +22,12 @@ _LAYER_KINDS = {"aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::con
 def write(job: WriteJob, path: Path) -> dict:
     import torch
 
+    from ..runtimes.torch import cuda_precision
+
     buffer = io.BytesIO()
-    with quiet_exporters(), torch.no_grad():
+    # Tracing records cuDNN's allow_tf32 flag as a constant of every convolution: traced with PyTorch's default (on),
+    # the file would compute its convolutions in TF32 on any GPU, ~1e-3 of the logits' peak away from fp32.
+    with quiet_exporters(), torch.no_grad(), cuda_precision(False):
         traced = torch.jit.trace(job.fused, job.example, check_trace=False)
         frozen = torch.jit.freeze(traced.eval())
         # Serialised in memory, written by Python: torch's own file writer aborts the process on a full disk.
@@ -32,15 +36,15 @@ def write(job: WriteJob, path: Path) -> dict:
     return {}
 
 
-def load(path: Path) -> tuple[Any, Metadata | None]:
-    """The scripted module (eval mode, on CPU) and its edgekit metadata."""
+def load(path: Path, map_location: Any = "cpu") -> tuple[Any, Metadata | None]:
+    """The scripted module (eval mode, on ``map_location``) and its edgekit metadata."""
     import torch
 
     extra = {TORCHSCRIPT_EXTRA_FILE: ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError/... for damaged archives
         raise BadModelFile(
             f"{path.name} does not load as TorchScript ({first_line(exc, 100)}); re-export it with 'edgekit export'"

@@ -25,6 +25,31 @@ if TYPE_CHECKING:  # pragma: no cover
 DEVICES = ("cpu", "cuda")
 
 
+def _tf32(options: RunOptions, device: Any) -> bool:
+    """Whether CUDA convolutions and matmuls may use TF32. PyTorch lets cuDNN use it by default, which moves
+    MobileNetV3's logits by ~1e-3 of their peak: not fp32. edgekit computes fp32 files in fp32 (what verify holds
+    them to) unless the user asks for ``tf32`` (bench --inference-precision tf32), which the label then says."""
+    precision = (options.precision or "fp32").lower()
+    if precision not in ("fp32", "f32", "tf32"):
+        raise BadArgument(f"the torch runtime computes in fp32 or tf32 (CUDA), not {options.precision!r}")
+    if precision == "tf32" and device.type != "cuda":
+        raise BadArgument("tf32 is a CUDA compute mode; drop --inference-precision or use --provider cuda")
+    return precision == "tf32"
+
+
+@contextlib.contextmanager
+def cuda_precision(tf32: bool) -> Any:
+    """TF32 on or off for CUDA matmuls and cuDNN convolutions for the block; the previous flags come back."""
+    import torch
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _device(options: RunOptions, what: str) -> Any:
     import torch
 
@@ -60,8 +85,10 @@ class TorchRunner(Runner):
         self.module = module.to(self.device) if self.device.type != "cpu" else module
         self.threads = options.threads
         self.version = f"torch {torch.__version__}"
+        self.tf32 = _tf32(options, self.device)
         if self.device.type == "cuda":
-            self.providers = (f"torch cuda ({torch.cuda.get_device_name(self.device)})",)
+            name = torch.cuda.get_device_name(self.device)
+            self.providers = (f"torch cuda ({name}){' tf32' if self.tf32 else ''}",)
         else:
             self.providers = ("torch cpu",)
         self.label = label
@@ -110,7 +137,8 @@ class TorchRunner(Runner):
         import torch
 
         arrays = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in feeds.values()]
-        with torch.inference_mode(), warnings.catch_warnings(), self._plain(), self._threads():
+        with torch.inference_mode(), warnings.catch_warnings(), self._plain(), self._threads(), \
+                cuda_precision(self.tf32):
             warnings.simplefilter("ignore")
             out = self.module(*arrays)
             if self._sync is not None:
@@ -143,6 +171,7 @@ class TorchRunner(Runner):
         stack = contextlib.ExitStack()
         stack.enter_context(self._plain())
         stack.enter_context(self._threads())
+        stack.enter_context(cuda_precision(self.tf32))
         return stack
 
     host_timer = timer
@@ -208,7 +237,8 @@ def open_torch(path: Path, options: RunOptions, fmt: "Format") -> TorchRunner:
     if fmt.name == "torchscript":
         from ..formats.torchscript import load
 
-        module, metadata = load(path)
+        # Loaded onto the device: a frozen graph keeps its weights as constants, which .to() does not move.
+        module, metadata = load(path, map_location=_device(options, "TorchScript model"))
         return TorchRunner(module, kind="torchscript", label=f"{path.name} (TorchScript, torch {torch.__version__})",
                            options=options, metadata=metadata, path=path)
     from ..formats.pt2 import load as load_pt2
