@@ -129,7 +129,7 @@ def test_json_csv_and_table_come_from_the_same_run(folder, tmp_path, capsys):
 
 def test_a_model_name_exports_what_is_missing_then_reuses_it(tmp_path):
     out = tmp_path / "exp"
-    options = CompareOptions(formats=("onnx",), runtimes=("onnxruntime",), **FAST)
+    options = CompareOptions(formats=("onnx",), precisions=("fp32",), runtimes=("onnxruntime",), **FAST)
     first = compare("mobilenet_v2", alpha=0.35, res=32, out_dir=out, options=options)
     manifest = out / "manifest.json"
     stamp = manifest.stat().st_mtime_ns

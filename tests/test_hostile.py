@@ -194,12 +194,17 @@ def test_a_full_disk_is_one_line_and_leaves_no_staging(tiny_disk, cli_inprocess,
     assert not out.exists() or not [p for p in out.iterdir()]
 
 
-def test_a_sweep_onto_a_full_disk_is_one_line(tiny_disk, cli_inprocess, tmp_path):
+def test_a_sweep_onto_a_full_disk_is_a_failed_row_and_one_line(tiny_disk, cli_inprocess, tmp_path):
+    """A sweep goes on past a failing point (its row says why) and ends with exit 1 and one error line."""
+    import csv
+
     code, _, err = _cli(cli_inprocess, "sweep", "mobilenet_v2", "--alphas", "0.35", "--res", "32", "--iters", "2",
-                        "--no-plot", "--out", tmp_path / "sweep", "--keep-onnx", tiny_disk / "onnx")
-    errors = [ln for ln in err.splitlines() if not ln.startswith("[")]  # "[1/1] ..." lines are the sweep's progress
+                        "--no-plot", "--out", tmp_path / "sweep", "--keep-exports", tiny_disk / "onnx")
+    errors = [ln for ln in err.splitlines() if ln.startswith("edgekit")]  # the rest is the sweep's progress
     line = _one_line(code, "\n".join(errors), expect=1)
-    assert "disk is full" in line, line
+    assert "failed" in line and "Traceback" not in err
+    (row,) = csv.DictReader((tmp_path / "sweep" / "mobilenet_v2_cpu_b1_sweep.csv").open())
+    assert "disk is full" in row["error"], row["error"]
 
 
 # --- 4. paths -------------------------------------------------------------------------------------------------------
