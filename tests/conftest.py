@@ -61,6 +61,13 @@ def cli_inprocess(capsys, monkeypatch):
     return run
 
 
+def zoo_models() -> list:
+    """Every registered model for the registry-wide tests; EfficientNet-B1..B7 (B0's blocks at other compound
+    coefficients, a minute of exports together) run with -m slow to keep the default suite near 10 minutes."""
+    return [pytest.param(n, marks=[pytest.mark.slow]) if n.startswith("efficientnet_b") and n != "efficientnet_b0"
+            else n for n in edgekit.list_models()]
+
+
 @pytest.fixture(scope="session")
 def zoo_export(tmp_path_factory):
     """``get(name)``: edgekit.export of a registered model at alpha 0.25, 64 px, symbolic batch, self-check on.

@@ -162,14 +162,15 @@ def test_bad_input(cli, cli_inprocess, good, tmp_path, case_id, argv, code, need
     assert not (work / "PWNED").exists() and not Path("PWNED").exists()
 
 
-def test_paths_with_spaces_and_non_ascii_work_end_to_end(cli, tmp_path):
+def test_paths_with_spaces_and_non_ascii_work_end_to_end(cli_inprocess, tmp_path):
     out = tmp_path / "my exports ü"
-    result = cli("export", "mobilenet_v2", "--alpha", "0.35", "--res", "64", "--format", "onnx", "--out", str(out))
+    result = cli_inprocess("export", "mobilenet_v2", "--alpha", "0.35", "--res", "64", "--format", "onnx",
+                           "--out", str(out))
     assert result.returncode == 0, result.stderr
     onnx_path = out / "mobilenet_v2_a0.35_r64.onnx"
-    result = cli("verify", str(onnx_path))
+    result = cli_inprocess("verify", str(onnx_path))
     assert result.returncode == 0, result.stderr
-    result = cli("bench", str(onnx_path), "--iters", "5", "--warmup", "1", "--json")
+    result = cli_inprocess("bench", str(onnx_path), "--iters", "5", "--warmup", "1", "--json")
     assert result.returncode == 0, result.stderr
 
 

@@ -9,8 +9,8 @@ import pytest
 import edgekit
 
 
-def test_models_lists_every_model_with_aliases_and_numbers(cli):
-    result = cli("models")
+def test_models_lists_every_model_with_aliases_and_numbers(cli_inprocess):
+    result = cli_inprocess("models")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for name in edgekit.list_models():
@@ -19,8 +19,8 @@ def test_models_lists_every_model_with_aliases_and_numbers(cli):
     assert "mobilenet_v3" in mnv3 and "224" in mnv3
 
 
-def test_models_json(cli):
-    result = cli("models", "--json")
+def test_models_json(cli_inprocess):
+    result = cli_inprocess("models", "--json")
     rows = json.loads(result.stdout)
     by_name = {r["name"]: r for r in rows}
     assert by_name["shufflenet_v1_g3"]["aliases"] == ["shufflenet_v1"]
@@ -28,9 +28,9 @@ def test_models_json(cli):
     assert all(isinstance(r["macs"], int) and r["source"] for r in rows)
 
 
-def test_info_json_reproduces_the_mobilenet_v3_paper_row(cli):
+def test_info_json_reproduces_the_mobilenet_v3_paper_row(cli_inprocess):
     """The issue's acceptance line: MobileNetV3-large 0.75 @224 is 155 M MACs and 4.0 M params in the paper."""
-    result = cli("info", "mobilenet_v3", "--alpha", "0.75", "--res", "224", "--json")
+    result = cli_inprocess("info", "mobilenet_v3", "--alpha", "0.75", "--res", "224", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["name"] == "mobilenet_v3_large" and data["alpha"] == 0.75 and data["res"] == 224
@@ -38,8 +38,8 @@ def test_info_json_reproduces_the_mobilenet_v3_paper_row(cli):
     assert data["params"] / 1e6 == pytest.approx(4.0, abs=0.05)
 
 
-def test_info_text_has_a_per_stage_breakdown(cli):
-    result = cli("info", "mobilenet_v2", "--alpha", "0.5", "--res", "160")
+def test_info_text_has_a_per_stage_breakdown(cli_inprocess):
+    result = cli_inprocess("info", "mobilenet_v2", "--alpha", "0.5", "--res", "160")
     assert result.returncode == 0
     assert "stage" in result.stdout and "features.0" in result.stdout and "classifier" in result.stdout
     assert "50.2 M" in result.stdout  # 0.5/160 is 50 M MACs in the TF-slim table
@@ -55,8 +55,8 @@ def test_info_text_has_a_per_stage_breakdown(cli):
         (["info", "mobilenet_v2", "--res", "big"], "resolution"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(cli, args, needle):
-    result = cli(*args)
+def test_bad_input_is_one_line_and_exit_2(cli_inprocess, args, needle):
+    result = cli_inprocess(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import edgekit
+from conftest import zoo_models
 from edgekit.errors import BadArgument, BadConfig, ExportFailed
 from edgekit.export import FORMATS, STAGING_PREFIX, ExportOptions, export
 from edgekit.metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
@@ -78,14 +79,14 @@ def test_main_job_through_the_cli(tmp_path):
     assert {s["name"] for s in manifest["stages"]} >= {"build", "fuse", "onnx", "simplify", "torchscript", "check"}
 
 
-def test_json_prints_the_manifest(cli, tmp_path):
-    result = cli("export", "mobilenet_v2", "--alpha", "0.35", "--res", "64", "--format", "onnx", "--json", cwd=tmp_path)
+def test_json_prints_the_manifest(cli_inprocess, tmp_path):
+    result = cli_inprocess("export", "mobilenet_v2", "--alpha", "0.35", "--res", "64", "--format", "onnx", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["model"] == "mobilenet_v2" and [f["format"] for f in manifest["files"]] == ["onnx"]
 
 
-@pytest.mark.parametrize("name", edgekit.list_models())
+@pytest.mark.parametrize("name", zoo_models())
 def test_every_model_exports_to_both_formats(zoo_export, name):
     """Completeness over the registry (alpha 0.25, 64 px, symbolic batch): zero BN nodes, every BN folded, and the
     self-check (edgekit verify) passes both files at batch 1 and 4."""
@@ -287,10 +288,10 @@ def test_bad_presets_name_the_key(tmp_path, text, needle):
     assert needle in str(info.value)
 
 
-def test_cli_flags_override_the_preset(cli, tmp_path):
+def test_cli_flags_override_the_preset(cli_inprocess, tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("model: mobilenet_v2\nalpha: 0.5\nres: 96\nformats: [onnx]\n")
-    result = cli("export", "--config", str(preset), "--alpha", "0.35", "--res", "64", "--json", cwd=tmp_path)
+    result = cli_inprocess("export", "--config", str(preset), "--alpha", "0.35", "--res", "64", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["alpha"] == 0.35 and manifest["res"] == 64

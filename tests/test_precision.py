@@ -17,6 +17,8 @@ import pytest
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
 
+DIGITS_WEIGHTS = Path(__file__).parent / "data" / "digits_mobilenet_v3_small_a0.35_r64.pth"
+
 
 def _eval(path, data, **kw):
     from edgekit.eval import EvalOptions, evaluate
@@ -178,7 +180,6 @@ def test_eval_cli_two_files_and_labels(digits_int8, digits_onnx, digits_dir, tmp
     from edgekit.models import build_model
     from edgekit.precision import Preprocess, load_all
     from edgekit.precision.data import scan_folder
-    from tests.conftest import DIGITS_WEIGHTS
 
     assert main(["eval", str(digits_onnx), str(digits_int8.path), "--data", str(digits_dir / "test"),
                  "--json"]) == 0

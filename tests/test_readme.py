@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 #: Commands that take minutes: run with -m slow.
-HEAVY = ("edgekit sweep", "mobile_zoo.yaml", "tools/bench_", "--duration 10")
+HEAVY = ("edgekit sweep", "mobile_zoo.yaml", "tools/bench_", "tools/profile_agreement", "tools/paper_tables",
+         "--duration 10", "--format pte", "exports/pte/", "--scheme auto", "--precision fp32,fp16,int8", "edgekit compare mobilenet_v3",
+         "edgekit compare exports/")
 
 
 def _blocks(lang: str) -> list[str]:
@@ -59,6 +61,7 @@ def scratch(tmp_path_factory) -> Path:
     torch.onnx.export(plain, (torch.randn(1, 3, 160, 160),), str(folder / "plain.onnx"), dynamo=True, external_data=False)
     (folder / "export_configs").symlink_to(REPO / "export_configs")
     (folder / "tools").symlink_to(REPO / "tools")
+    (folder / "tests").symlink_to(REPO / "tests")  # the digits model the precision examples load
     return folder
 
 
@@ -96,8 +99,13 @@ def _ort_providers() -> list[str]:
     return onnxruntime.get_available_providers()
 
 
-def test_python_api_example_runs(scratch):
-    code = next(b for b in _blocks("python") if "import edgekit" in b)
+def _python_blocks() -> list:
+    blocks = [b for b in _blocks("python") if "import edgekit" in b]
+    return [pytest.param(b, id=f"python-{i}", marks=[pytest.mark.slow] if i else []) for i, b in enumerate(blocks)]
+
+
+@pytest.mark.parametrize("code", _python_blocks())
+def test_python_api_example_runs(scratch, code):
     result = subprocess.run([sys.executable, "-c", code], cwd=scratch, capture_output=True, text=True, timeout=900,
                             env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert result.returncode == 0, result.stderr[-2000:]

@@ -21,6 +21,7 @@ import torch.nn as nn
 from onnx import helper, numpy_helper
 
 import edgekit
+from conftest import zoo_models
 from edgekit.errors import BadArgument, ProviderUnavailable
 from edgekit.metadata import TORCHSCRIPT_EXTRA_FILE, Metadata
 from edgekit.models import build_model
@@ -237,7 +238,7 @@ def test_against_two_files_without_metadata_takes_res_from_the_flag(tmp_path):
         VerifyOptions(against=b, alpha=0.5)
 
 
-@pytest.mark.parametrize("name", edgekit.list_models())
+@pytest.mark.parametrize("name", zoo_models())
 def test_every_registered_model_faithful_export_passes(name, zoo_export):
     """Completeness: edgekit.export's ONNX (symbolic batch) and TorchScript of every model pass, with margin."""
     result = zoo_export(name)  # shared with test_export's completeness test (tests/conftest.py)
@@ -647,24 +648,24 @@ def _one_line_error(result, code: int) -> str:
     return lines[0]
 
 
-def test_cli_pass_prints_a_table_and_exits_0(base, cli):
-    result = cli("verify", base["onnx"])
+def test_cli_pass_prints_a_table_and_exits_0(base, cli_inprocess):
+    result = cli_inprocess("verify", base["onnx"])
     assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout and "max_abs" in result.stdout and "mixed_b3" in result.stdout
-    result = cli("verify", base["onnx"], "--json")
+    result = cli_inprocess("verify", base["onnx"], "--json")
     assert result.returncode == 0
     data = json.loads(result.stdout)
     assert data["passed"] is True and data["cases"][0]["outputs"][0]["cosine"] > 0.99999
 
 
-def test_cli_fail_exits_1_and_names_the_layer(base, tmp_path, cli):
+def test_cli_fail_exits_1_and_names_the_layer(base, tmp_path, cli_inprocess):
     def perturb(proto):
         weight = initializer(proto, "features.8.conv.1.0.weight")
         weight.reshape(-1)[[1, 7, 30]] += 0.3 * weight.std()
         replace_initializer(proto, "features.8.conv.1.0.weight", weight)
 
     path = edited(base["onnx"], tmp_path / "perturbed.onnx", perturb)
-    line = _one_line_error(cli("verify", path), 1)
+    line = _one_line_error(cli_inprocess("verify", path), 1)
     assert "failed" in line and "features.8.conv.1.0" in line
 
 

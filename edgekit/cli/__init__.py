@@ -4,10 +4,11 @@
   edgekit info mobilenet_v3 --alpha 0.75 --res 224      params and multiply-adds, per stage
   edgekit export mobilenet_v3 --alpha 0.75 --res 192    fuse Conv-BN, export ONNX + TorchScript, self-check
   edgekit verify model.onnx                             numerical equivalence against the PyTorch reference
-  edgekit bench model.onnx --provider cpu               latency / throughput on ONNX Runtime
+  edgekit bench model.onnx --provider cpu               latency / throughput (ORT, OpenVINO, ExecuTorch, torch)
   edgekit quantize model.onnx --calib images/           INT8 (or --to fp16) with agreement, accuracy, latency
   edgekit eval model_int8.onnx --data images/val        top-1/top-5 accuracy on a labelled image folder
   edgekit compare mobilenet_v3 --alpha 0.75 --res 192   every format x precision x runtime, verified and timed
+  edgekit sweep mobilenet_v2 --alphas 0.5,1.0 --ray     models x widths x resolutions, exported and timed
 
 Exit codes: 0 ok, 1 failure (including verification failed), 2 usage error, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).
