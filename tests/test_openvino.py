@@ -107,3 +107,15 @@ def test_a_file_that_is_not_onnx_is_refused_in_one_line(tmp_path):
     bad.write_bytes(b"not a model at all")
     with pytest.raises(BadModelFile, match="not an ONNX model"):
         open_runner(bad, "openvino")
+
+
+def test_an_fp16_file_keeps_its_tensor_names_and_verifies(onnx_file, tmp_path):
+    """Compiling an fp16 file fuses its boundary Casts into the ports, which then carry two names each
+    ('input' and 'graph_input_cast_0'); the runner must report the file's own names, or the metadata check fails."""
+    out = tmp_path / "m_fp16.onnx"
+    edgekit.quantize(onnx_file, options=edgekit.QuantizeOptions(to="fp16", out=str(out), latency=False))
+    with open_runner(out, "openvino") as ov, open_runner(out, "onnxruntime") as ort:
+        assert [s.name for s in ov.inputs] == [s.name for s in ort.inputs] == ["input"]
+        assert [s.name for s in ov.outputs] == [s.name for s in ort.outputs]
+    report = edgekit.verify(out, options=edgekit.VerifyOptions(runtime="openvino"))
+    assert report.passed and report.tolerance.name == "fp16", report.summary()

@@ -69,10 +69,10 @@ def _type_name(element_type: Any) -> str:
     return str(element_type.get_type_name() if hasattr(element_type, "get_type_name") else element_type)
 
 
-def _spec(port: Any) -> TensorSpec:
+def _spec(port: Any, name: str) -> TensorSpec:
     shape = tuple(d.get_length() if d.is_static else "?" for d in port.get_partial_shape())
     dtype = _NUMPY.get(_type_name(port.get_element_type()), np.float32)
-    return TensorSpec(port.get_any_name() if port.get_names() else "", shape, np.dtype(dtype).name)
+    return TensorSpec(name, shape, np.dtype(dtype).name)
 
 
 def _device(options: RunOptions, core: Any) -> str:
@@ -128,7 +128,12 @@ class OpenVINORunner(Runner):
         if options.profile:
             config["PERF_COUNT"] = True
         self.config = config
-        self.compiled = self._compile(core, _read(path), config)
+        model = _read(path)
+        # The file's own tensor names: compilation can merge a neighbour's name into a port (an fp16 file's input
+        # port becomes {'input', 'graph_input_cast_0'} once its Cast is fused) and get_any_name() may pick either.
+        names = ([p.get_any_name() if p.get_names() else "" for p in model.inputs],
+                 [p.get_any_name() if p.get_names() else "" for p in model.outputs])
+        self.compiled = self._compile(core, model, config)
         self.request = self.compiled.create_infer_request()
         self.providers = tuple(str(d) for d in self.compiled.get_property("EXECUTION_DEVICES"))
         self.precision = self._precision()
@@ -141,8 +146,8 @@ class OpenVINORunner(Runner):
         if self.precision != "f32":  # what runs is labelled with it everywhere a provider is shown
             self.providers = tuple(f"{d} {self.precision}" for d in self.providers)
         self.version = f"openvino {ov.__version__.split('-', 1)[0]}"
-        self.inputs = tuple(_spec(p) for p in self.compiled.inputs)
-        self.outputs = tuple(_spec(p) for p in self.compiled.outputs)
+        self.inputs = tuple(_spec(p, n) for p, n in zip(self.compiled.inputs, names[0]))
+        self.outputs = tuple(_spec(p, n) for p, n in zip(self.compiled.outputs, names[1]))
         self.label = (f"{path.name} (ONNX opset {onnx_format.opset_of(proto) or '?'}, openvino "
                       f"{', '.join(self.providers)}, {self.precision})")
         self._inferences = 0  # since compilation: OpenVINO's profiling counters are running means over all of them
