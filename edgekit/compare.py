@@ -307,14 +307,26 @@ def _from_name(name: str, alpha: float | None, res: int | None, out_dir: str | o
         calib = options.calib
         if "int8" in precisions and calib is None:
             calib = "synthetic"
-            notes.append("int8 was calibrated on synthetic inputs: its rows prove agreement with PyTorch, not "
-                         "accuracy; pass --calib IMAGES (and --data) for that")
         progress(0, 0, f"{spec.name} alpha {alpha:g} res {res}", "export")
         export(spec.name, alpha=alpha, res=res, out_dir=folder, options=ExportOptions(
             formats=tuple(dict.fromkeys(f for f, _ in pairs)), precision=precisions, calib=calib,
             weights=options.weights))
         have = {artifact_key(a.format, a.precision): a for a in read_manifest(folder)}
     return [have[artifact_key(f, p)] for f, p in wanted if artifact_key(f, p) in have]
+
+
+def _synthetic_calibration(artifact: Artifact) -> bool:
+    """Whether the artifact is a quantized file calibrated on synthetic inputs (from its own metadata)."""
+    from .formats import read_metadata
+
+    if artifact.error or artifact.precision != "int8":
+        return False
+    try:
+        meta = read_metadata(artifact.path)
+    except EdgekitError:
+        return False
+    calibration = (meta.quantization or {}).get("calibration") if meta is not None else None
+    return isinstance(calibration, dict) and calibration.get("kind") == "synthetic"
 
 
 def _existing(folder: Path, model: str, alpha: float, res: int, weights: str | None) -> dict[str, Artifact]:
@@ -496,6 +508,9 @@ def compare(targets: Sequence[str | os.PathLike] | str, *, alpha: float | None =
     notes: list[str] = []
     load = load_average()
     artifacts = _artifacts(targets, alpha, res, out_dir, options, notes, progress)
+    if any(_synthetic_calibration(a) for a in artifacts) and options.data is None:
+        notes.append("int8 was calibrated on synthetic inputs: its rows prove agreement with PyTorch, not accuracy; "
+                     "pass --calib IMAGES (and --data) for that")
     threads = options.threads or default_threads()
     plan = _plan(artifacts, options)
     rows: list[CompareRow] = []

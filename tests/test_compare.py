@@ -16,6 +16,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgekit.cli import main as cli_main
+import edgekit
 from edgekit.compare import CompareOptions, compare
 from edgekit.compare_report import table_rows
 from edgekit.errors import BadArgument
@@ -241,3 +242,13 @@ def test_a_row_that_loses_more_than_max_drop_is_not_recommended():
     assert rows[0].verdict == "FAIL" and rows[0].accuracy_drop == pytest.approx(3.0) and "--max-drop 1" in rows[0].detail
     assert _recommend(rows) is rows[1] and rows[1].speedup == pytest.approx(5.0)
     assert _recommend(_finish([fast, slow], eager, CompareOptions(max_drop=5.0))).artifact == "a_int8.onnx"
+
+
+def test_an_int8_file_calibrated_on_synthetic_inputs_is_noted_wherever_it_comes_from(folder, result, tmp_path):
+    """The note is read from the file's own calibration record, so files given by path carry it too."""
+    fp32 = next(folder.glob("*.onnx"))
+    int8 = tmp_path / "m_int8.onnx"
+    edgekit.quantize(fp32, options=edgekit.QuantizeOptions(calib="synthetic", samples=20, out=str(int8), latency=False))
+    options = CompareOptions(runtimes=("onnxruntime",), **FAST)
+    assert any("calibrated on synthetic inputs" in n for n in compare([fp32, int8], options=options).notes)
+    assert not any("synthetic" in n for n in result.notes)  # the fp32 folder
