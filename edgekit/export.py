@@ -460,24 +460,7 @@ def _export(
         job = WriteJob(fused, example, metadata, options, lambda *a: None, reference=built.reference)
         written, details = _write_formats(job, staging, stem, options, report)
 
-        checks: tuple[CheckResult, ...] = ()
-        if options.verify:
-            started = time.perf_counter()
-            checks = self_check(written, built.reference, metadata, (1, 4) if options.dynamic_batch else (1,))
-            exact = [c for c in checks if not any(c.format.endswith(f"_{p}") for p in ("int8", "fp16"))]
-            reduced = sorted({c.format for c in checks} - {c.format for c in exact})
-            parts = []
-            if exact:
-                worst = max(exact, key=lambda c: c.max_abs_err)
-                parts.append(f"worst max|err| {worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})")
-            if reduced:
-                parts.append(f"{', '.join(reduced)} within {'their presets' if len(reduced) > 1 else 'its preset'}")
-            report(StageTime("check", time.perf_counter() - started,
-                             f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: {'; '.join(parts)}"))
-            failed = [c for c in checks if not c.ok]
-            if failed:
-                c = failed[0]
-                raise ExportFailed(f"self-check of the {c.format} file failed ({c.detail}); nothing was written")
+        checks = _check(written, built, metadata, options, report) if options.verify else ()
 
         manifest = _manifest(built, stem, options, written, details, fuse_report, checks, stages, total_started,
                              metadata)
@@ -501,6 +484,28 @@ def _export(
     files = {fmt: out / p.name for fmt, p in written.items()}
     files["manifest"] = out / MANIFEST
     return ExportResult(out, files, tuple(stages), fuse_report, checks, manifest)
+
+
+def _check(written: dict[str, Path], built: _Built, metadata: Metadata, options: ExportOptions,
+           report: Callable[[StageTime], None]) -> tuple[CheckResult, ...]:
+    """The self-check stage: every written file against the unfused reference; a failure fails the export."""
+    started = time.perf_counter()
+    checks = self_check(written, built.reference, metadata, (1, 4) if options.dynamic_batch else (1,))
+    exact = [c for c in checks if not any(c.format.endswith(f"_{p}") for p in ("int8", "fp16"))]
+    reduced = sorted({c.format for c in checks} - {c.format for c in exact})
+    parts = []
+    if exact:
+        worst = max(exact, key=lambda c: c.max_abs_err)
+        parts.append(f"worst max|err| {worst.max_abs_err:.2e} ({worst.format}, batch {worst.batch})")
+    if reduced:
+        parts.append(f"{', '.join(reduced)} within {'their presets' if len(reduced) > 1 else 'its preset'}")
+    report(StageTime("check", time.perf_counter() - started,
+                     f"{'ok' if all(c.ok for c in checks) else 'FAILED'}: {'; '.join(parts)}"))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        c = failed[0]
+        raise ExportFailed(f"self-check of the {c.format} file failed ({c.detail}); nothing was written")
+    return checks
 
 
 def _check_formats_available(formats: tuple[str, ...]) -> None:

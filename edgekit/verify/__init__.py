@@ -123,8 +123,6 @@ localised by comparing their convolution / linear weights with the reference's f
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import os
 import time
 from dataclasses import dataclass
@@ -400,17 +398,7 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None, ref
         geo = _geometry(options, candidate, ref, path)
         cases = _cases(options, geo, ref, path, tol.statistical)
         checks = metadata_checks(candidate, ref.spec)
-        layers: list[CandLayer] = []
-        if ref.module is not None:
-            start = time.perf_counter()
-            ref.trace = trace_reference(ref.module, None, geo.chw[1])
-            layers = _candidate_layers(candidate, fmt, ref)
-            structure = structure_check(layers, ref.trace, ref.module, ref.label)
-            if structure is not None:
-                checks.append(structure)
-                if structure.passed and tol.weights_rtol is not None:
-                    checks.append(weights_check(layers, ref.trace, ref.module, tol.weights_rtol, tol.name))
-            timings["structure"] = time.perf_counter() - start
+        layers = _structure(candidate, fmt, ref, geo, tol, checks, timings)
 
         start = time.perf_counter()
         run_time = {"reference": 0.0, "candidate": 0.0}
@@ -456,6 +444,24 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None, ref
         runtime=candidate.runtime,
         statistical=statistical,
     )
+
+
+def _structure(candidate: Runner, fmt: Format, ref: Any, geo: Any, tol: Tolerance, checks: list,
+               timings: dict) -> list[CandLayer]:
+    """The structure and weights checks (appended to ``checks``) and the candidate's layers, which localisation
+    reuses; nothing without a PyTorch reference module."""
+    if ref.module is None:
+        return []
+    start = time.perf_counter()
+    ref.trace = trace_reference(ref.module, None, geo.chw[1])
+    layers = _candidate_layers(candidate, fmt, ref)
+    structure = structure_check(layers, ref.trace, ref.module, ref.label)
+    if structure is not None:
+        checks.append(structure)
+        if structure.passed and tol.weights_rtol is not None:
+            checks.append(weights_check(layers, ref.trace, ref.module, tol.weights_rtol, tol.name))
+    timings["structure"] = time.perf_counter() - start
+    return layers
 
 
 def load_model_file(path: str | os.PathLike, provider: str = "cpu", what: str = "model file") -> Runner:
