@@ -495,7 +495,8 @@ def test_compare_torch_needs_edgekit_metadata(multi_input_onnx):
 
 
 def test_cli_json_with_compare_torch(cli_inprocess, edgekit_onnx):
-    result = cli_inprocess("bench", edgekit_onnx[0], "--iters", "3", "--warmup", "1", "--threads", "1", "--compare", "torch", "--json")
+    result = cli_inprocess("bench", edgekit_onnx[0], "--iters", "3", "--warmup", "1", "--threads", "1", "--compare", "torch",
+                           "--json")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress with --json
     data = json.loads(result.stdout)
@@ -511,7 +512,8 @@ def test_cli_json_with_compare_torch(cli_inprocess, edgekit_onnx):
 def test_cli_text_report_progress_and_csv_append(cli_inprocess, edgekit_onnx, tmp_path):
     table = tmp_path / "runs.csv"
     for _ in range(2):
-        result = cli_inprocess("bench", edgekit_onnx[0], "--iters", "3", "--warmup", "1", "--batch", "2", "--csv", table)
+        result = cli_inprocess("bench", edgekit_onnx[0], "--iters", "3", "--warmup", "1", "--batch", "2", "--csv",
+                               table)
         assert result.returncode == 0, result.stderr
     assert "p50" in result.stdout and "throughput" in result.stdout and "CPUExecutionProvider" in result.stdout
     assert "measuring: 3 runs" in result.stderr and "warm-up: 1 runs" in result.stderr  # progress on stderr

@@ -15,8 +15,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekit.cli import main as cli_main
 import edgekit
+from edgekit.cli import main as cli_main
 from edgekit.compare import CompareOptions, compare
 from edgekit.compare_report import table_rows
 from edgekit.errors import BadArgument

@@ -80,7 +80,8 @@ def test_main_job_through_the_cli(tmp_path):
 
 
 def test_json_prints_the_manifest(cli_inprocess, tmp_path):
-    result = cli_inprocess("export", "mobilenet_v2", "--alpha", "0.35", "--res", "64", "--format", "onnx", "--json", cwd=tmp_path)
+    result = cli_inprocess("export", "mobilenet_v2", "--alpha", "0.35", "--res", "64", "--format", "onnx", "--json",
+                           cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["model"] == "mobilenet_v2" and [f["format"] for f in manifest["files"]] == ["onnx"]
@@ -291,7 +292,8 @@ def test_bad_presets_name_the_key(tmp_path, text, needle):
 def test_cli_flags_override_the_preset(cli_inprocess, tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("model: mobilenet_v2\nalpha: 0.5\nres: 96\nformats: [onnx]\n")
-    result = cli_inprocess("export", "--config", str(preset), "--alpha", "0.35", "--res", "64", "--json", cwd=tmp_path)
+    result = cli_inprocess("export", "--config", str(preset), "--alpha", "0.35", "--res", "64", "--json",
+                           cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["alpha"] == 0.35 and manifest["res"] == 64

@@ -24,8 +24,8 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 #: Commands that take minutes: run with -m slow.
 HEAVY = ("edgekit sweep", "mobile_zoo.yaml", "tools/bench_", "tools/profile_agreement", "tools/paper_tables",
-         "--duration 10", "--format pte", "exports/pte/", "--scheme auto", "--precision fp32,fp16,int8", "edgekit compare mobilenet_v3",
-         "edgekit compare exports/")
+         "--duration 10", "--format pte", "exports/pte/", "--scheme auto", "--precision fp32,fp16,int8",
+         "edgekit compare mobilenet_v3", "edgekit compare exports/")
 
 
 def _blocks(lang: str) -> list[str]:

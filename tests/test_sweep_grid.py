@@ -78,8 +78,8 @@ def test_a_registered_precision_and_runtime_sweep_with_no_change_to_the_sweep():
     try:
         options = SweepOptions(alphas="0.5", resolutions="96", precisions="int8", runtimes="fakert", calib="synthetic")
         assert format_for("fakert", "int8") == "fake" and format_for("fakert", "fp32") == "fake"
-        with pytest.raises(BadArgument, match="the torch runtime runs no format written at int8: its formats "
-                                              r"write torchscript \(fp32\), pt2 \(fp32\); sweep int8 on ([a-z]+, )*fakert"):
+        with pytest.raises(BadArgument, match=r"the torch runtime runs no format written at int8: its formats write "
+                                              r"torchscript \(fp32\), pt2 \(fp32\); sweep int8 on ([a-z]+, )*fakert"):
             SweepOptions(alphas="0.5", resolutions="96", precisions="int8", runtimes="torch,fakert")
         assert options.export_for("fake", "int8").precision == ("int8",)
     finally:
