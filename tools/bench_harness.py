@@ -33,10 +33,9 @@ import numpy as np
 
 def _export(name: str, alpha: float, res: int, folder: Path) -> tuple[Path, str]:
     """The main job's export: edgekit.export (Conv-BN fused, simplified, with metadata), ONNX only."""
-    from edgekit.export import export
-    from edgekit.sweep import export_options
+    from edgekit.export import ExportOptions, export
 
-    result = export(name, alpha=alpha, res=res, out_dir=folder, options=export_options())
+    result = export(name, alpha=alpha, res=res, out_dir=folder, options=ExportOptions(formats=("onnx",)))
     return Path(result.files["onnx"]), "edgekit.export, Conv-BN fused"
 
 
