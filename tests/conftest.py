@@ -61,11 +61,15 @@ def cli_inprocess(capsys, monkeypatch):
     return run
 
 
+#: Run with -m slow in the registry-wide tests, to keep the default suite near 10 minutes: EfficientNet-B1..B7 (B0's
+#: blocks at other compound coefficients, a minute of exports together) and ShuffleNetV1 g1/g2/g4 (the blocks of g3
+#: and g8, which stay, at other group counts).
+SLOW_ZOO = {f"efficientnet_b{i}" for i in range(1, 8)} | {"shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g4"}
+
+
 def zoo_models() -> list:
-    """Every registered model for the registry-wide tests; EfficientNet-B1..B7 (B0's blocks at other compound
-    coefficients, a minute of exports together) run with -m slow to keep the default suite near 10 minutes."""
-    return [pytest.param(n, marks=[pytest.mark.slow]) if n.startswith("efficientnet_b") and n != "efficientnet_b0"
-            else n for n in edgekit.list_models()]
+    """Every registered model for the registry-wide tests, the ones in SLOW_ZOO marked slow."""
+    return [pytest.param(n, marks=[pytest.mark.slow]) if n in SLOW_ZOO else n for n in edgekit.list_models()]
 
 
 @pytest.fixture(scope="session")
