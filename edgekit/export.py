@@ -371,6 +371,10 @@ def _write_formats(job: WriteJob, staging: Path, stem: str, options: ExportOptio
                 details[key].setdefault("companions", []).append(companion.name)
             if not reported:
                 stage(StageTime(key, time.perf_counter() - started, path.name))
+        skipped = [p for p in options.precision if p not in fmt.precisions]
+        if skipped:  # said, not silent: another selected format writes these (the options checked that)
+            stage(StageTime("skipped", 0.0, f"{name} {', '.join(skipped)}: {fmt.title} is written at "
+                                            f"{', '.join(fmt.precisions)} only"))
     return written, details
 
 

@@ -173,6 +173,16 @@ def test_export_precisions_share_quantize_and_self_check(digits_dir, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted([*names, "manifest.json"])  # no scratch files left
 
 
+def test_a_format_without_the_precision_is_said_not_silently_skipped(tmp_path):
+    from edgekit.export import ExportOptions, export
+
+    result = export("mobilenet_v2", alpha=0.35, res=32, out_dir=tmp_path / "exp",
+                    options=ExportOptions(formats=("onnx", "torchscript"), precision=("fp32", "fp16"), verify=False))
+    assert set(result.files) == {"onnx", "onnx_fp16", "torchscript", "manifest"}
+    skipped = [s for s in result.stages if s.name == "skipped"]
+    assert [s.detail for s in skipped] == ["torchscript fp16: TorchScript is written at fp32 only"]
+
+
 # --- eval ------------------------------------------------------------------------------------------------------------
 def test_eval_cli_two_files_and_labels(digits_int8, digits_onnx, digits_dir, tmp_path, capsys):
     import torch
