@@ -725,3 +725,26 @@ def test_cli_bad_input_is_one_line(bad_files, case, cli, cli_inprocess):
     result = (cli if case in IN_A_PROCESS else cli_inprocess)("verify", *args)
     line = _one_line_error(result, code)
     assert line.startswith("edgekit verify: error:") and needle in line, line
+
+
+def test_an_ill_conditioned_reference_case_proves_little_and_cannot_pass_alone(tmp_path):
+    """Seeded EfficientNet-B0 at alpha 1.0 and 128 px drives the checkerboard's logits to ~1e4, where PyTorch's own
+    rounding variants of the reference differ by ~3% of the peak. Next to well-conditioned cases that case is
+    reported and the others carry the verdict (the export is faithful); fed alone it cannot certify anything."""
+    from edgekit.verify.inputs import make_inputs
+
+    result = edgekit.export("efficientnet_b0", res=128, out_dir=tmp_path / "e",
+                            options=edgekit.ExportOptions(formats=("onnx",), verify=False))
+    path = result.files["onnx"]
+    report = edgekit.verify(path)
+    ill = {c.name for c in report.cases if any(o.ill_conditioned for o in c.outputs)}
+    assert ill == {"checker"} and report.passed, report.summary()
+    assert any("ill-conditioned on checker" in n for n in report.notes)
+    assert "proves little" in report.summary() and "(ill-cond.)" in report.to_text()
+
+    meta = report.metadata
+    checker = next(c for c in make_inputs((3, 128, 128), meta["mean"], meta["std"], (1,)) if c.name == "checker")
+    np.savez(tmp_path / "checker.npz", checker=checker.array)
+    alone = edgekit.verify(path, options=VerifyOptions(inputs=tmp_path / "checker.npz"))
+    assert not alone.passed and "ill-conditioned on this input" in alone.summary()
+    assert "no fp32 export can be verified" in alone.summary()

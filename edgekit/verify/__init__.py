@@ -97,9 +97,12 @@ bounds with it): a faithful export lands within a few times the reference's own 
 same rounding amplified by the same network (measured: ONNX Runtime's error is 1.0-1.9x the fold noise on every
 registered model at 64 px; on seeded EfficientNet-B0 at 192 px, whose checkerboard case drives the logits to 1.7e4,
 ONNX Runtime's error is 5.4x the fold noise but 2.2x the channels-last noise, and 3.3x eager PyTorch's own distance
-from an fp64 computation). Where that noise exceeds ``ILL_CONDITIONED`` (1e-2) of the peak, nothing can be
-certified: the case fails and says that the reference, not the export, is the problem. Well-conditioned models
-(trained weights, most seeded models of the zoo) never reach the widening.
+from an fp64 computation). Where that noise exceeds ``ILL_CONDITIONED`` (1e-2) of the peak, the case proves little:
+it is still judged at the widened bound, marked ``ill_conditioned`` and named in a note, and the other cases carry
+the verdict (seeded EfficientNet-B0 at alpha 1.0 and 128 px: the checkerboard's logits reach 1.3e4 and move by 2.7e-2
+of the peak under PyTorch's own rounding variants, while the other three cases use at most 4% of the fixed bound).
+When every case is ill-conditioned nothing can be certified: they fail and say that the reference, not the export, is
+the problem. Well-conditioned models (trained weights, most seeded models of the zoo) never reach the widening.
 
 A file whose metadata disagrees with the file itself (input shape vs ``res``, output size vs ``num_classes``,
 mean/std vs the model's, input/output names, weight shapes vs the model at ``alpha``) fails too: the metadata is
@@ -125,7 +128,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +337,36 @@ def _run_case(case: InputCase, candidate: Runner, ref: _Reference, tol: Toleranc
     return CaseResult(case.name, case.batch, stats, all(s.passed for s in stats))
 
 
+def _judge_ill_conditioned(results: list[CaseResult], notes: list[str]) -> list[CaseResult]:
+    """Cases on which the reference is ill-conditioned were judged at REFERENCE_NOISE_FACTOR x its own rounding
+    noise: they prove little. Next to a well-conditioned case they are reported and the others carry the verdict;
+    alone they cannot carry a PASS, and fail saying that the reference, not the export, is the problem."""
+    ill = [i for i, r in enumerate(results) if any(o.ill_conditioned for o in r.outputs)]
+    if not ill:
+        return results
+    noise = max(o.ref_noise or 0.0 for i in ill for o in results[i].outputs)
+    names = ", ".join(results[i].name for i in ill)
+    if len(ill) < len(results):
+        notes.append(f"the reference is ill-conditioned on {names}: PyTorch's own rounding variants (Conv-BN folded, "
+                     f"channels-last) move its output by up to {noise:.1e} of the peak, so "
+                     f"{'that case was' if len(ill) == 1 else 'those cases were'} judged against "
+                     f"{REFERENCE_NOISE_FACTOR:g}x that noise and {'proves' if len(ill) == 1 else 'prove'} little; the "
+                     "other cases carry the verdict "
+                     "(seeded weights do this on out-of-distribution inputs; trained weights rarely do)")
+        return results
+    out = list(results)
+    for i in ill:
+        outputs = tuple(
+            replace(o, passed=False, reasons=(*o.reasons, (
+                f"the reference is ill-conditioned on this input: PyTorch's own rounding variants (Conv-BN folded, "
+                f"channels-last) move its output by {o.ref_noise:.1e} of the peak ({o.ref_peak:.3g}), and so it is "
+                "on every input: no fp32 export can be verified against it (its activations amplify rounding: "
+                "check the weights and BN statistics)"))) if o.ill_conditioned else o
+            for o in results[i].outputs)
+        out[i] = replace(results[i], outputs=outputs, passed=False)
+    return out
+
+
 def _rounding_variants(module: Any, trace: Trace, res: int) -> list[Runner]:
     """The reference computed other valid fp32 ways: Conv-BN folded, and folded in channels-last memory format."""
     import torch
@@ -411,6 +444,7 @@ def verify(path: str | os.PathLike, *, options: VerifyOptions | None = None, ref
             timings["statistics"] = time.perf_counter() - start
             notes.extend(statistical.notes)
         results = [_run_case(c, candidate, ref, tol, options.against is not None, folded, run_time) for c in cases]
+        results = _judge_ill_conditioned(results, notes)
         timings["run_reference"], timings["run_candidate"] = run_time["reference"], run_time["candidate"]
         numbers_ok = all(r.passed for r in results) and (statistical is None or statistical.passed)
         passed = numbers_ok and all(c.passed for c in checks)

@@ -20,9 +20,10 @@ class _Bounds:
     ties: np.ndarray
     cos_floor: np.ndarray
     ref_noise: float | None = None
+    ill_conditioned: bool = False
 
 
-def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.ndarray, reasons: list[str]) -> None:
+def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.ndarray) -> None:
     """Widen the bounds to REFERENCE_NOISE_FACTOR x how far PyTorch's own rounding variants move the reference."""
     batch = r.shape[0]
     f = np.asarray(folded, dtype=np.float64).reshape(batch, -1)
@@ -35,14 +36,8 @@ def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.nd
     bounds.ties = np.maximum(bounds.ties, 2 * REFERENCE_NOISE_FACTOR * noise)
     fold_cos = np.nan_to_num(fold_cos, nan=1.0)
     bounds.cos_floor = np.minimum(bounds.cos_floor, 1 - REFERENCE_NOISE_FACTOR**2 * (1 - fold_cos))
-    if bounds.ref_noise > ILL_CONDITIONED:
-        b = int(np.argmax(noise_rel))
-        reasons.append(
-            f"the reference is ill-conditioned on this input: PyTorch's own rounding variants (Conv-BN folded, "
-            f"channels-last) move its output by "
-            f"{noise_rel[b]:.1e} of the peak ({peaks[b]:.3g}), so no fp32 export can be verified against it "
-            "(its activations amplify rounding: check the weights and BN statistics)"
-        )
+    # Beyond ILL_CONDITIONED the case proves little; verify decides what that means next to the other cases.
+    bounds.ill_conditioned = bounds.ref_noise > ILL_CONDITIONED
 
 
 def cosines_per_sample(r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -103,7 +98,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
     bounds = _Bounds(np.array([tol.allowed(float(p)) for p in peaks]), np.array([tol.tie(float(p)) for p in peaks]),
                      np.full(batch, tol.min_cosine))
     if folded is not None and np.shape(folded) == ref.shape and np.isfinite(folded).all() and finite_ref.all():
-        _fold_noise(bounds, r, folded, peaks, reasons)
+        _fold_noise(bounds, r, folded, peaks)
     with np.errstate(divide="ignore", invalid="ignore"):
         used = np.where(bounds.allowed > 0, max_per_sample / bounds.allowed, np.where(max_per_sample > 0, np.inf, 0.0))
         peak_rel = np.where(peaks > 0, max_per_sample / peaks, np.where(max_per_sample > 0, np.inf, 0.0))
@@ -131,6 +126,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         max_rel_err=float(rel.max()) if rel.size else 0.0, peak_rel_err=float(peak_rel.max()) if peak_rel.size else 0.0,
         tolerance_used=tolerance_used, cosine=float(cosines.min()) if cosines.size else 1.0, top1=top1, top5=top5,
         passed=not reasons, reasons=tuple(reasons), ref_noise=bounds.ref_noise,
+        ill_conditioned=bounds.ill_conditioned,
     )
 
 
