@@ -21,7 +21,6 @@ import pytest
 import torch
 
 import edgekit
-from edgekit.cli import main as cli_main
 from edgekit.bench import (
     BenchOptions,
     HostRunner,
@@ -523,16 +522,16 @@ def test_cli_text_report_progress_and_csv_append(cli_inprocess, edgekit_onnx, tm
 
 
 
-def test_csv_with_other_columns_is_left_alone(capsys, edgekit_onnx, tmp_path):
+def test_csv_with_other_columns_is_left_alone(cli_inprocess, edgekit_onnx, tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
-    code, out, err = _in_process(["bench", edgekit_onnx[0], "--iters", "1", "--warmup", "0", "--csv", other], capsys)
+    code, out, err = _triple(cli_inprocess("bench", edgekit_onnx[0], "--iters", "1", "--warmup", "0", "--csv", other))
     assert code != 0 and "other columns" in err and out == ""
     assert other.read_text() == "a,b\n1,2\n"
 
 
 @pytest.mark.parametrize("target, needle", [("nodir/x.csv", "does not exist"), ("other.csv", "other columns")])
-def test_a_bad_csv_target_is_refused_before_the_benchmark_runs(capsys, edgekit_onnx, tmp_path, monkeypatch, target,
+def test_a_bad_csv_target_is_refused_before_the_benchmark_runs(cli_inprocess, edgekit_onnx, tmp_path, monkeypatch, target,
                                                                needle):
     """A --csv that cannot take the row must not cost a finished (possibly long) benchmark."""
     import importlib
@@ -540,7 +539,7 @@ def test_a_bad_csv_target_is_refused_before_the_benchmark_runs(capsys, edgekit_o
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     bench_module = importlib.import_module("edgekit.bench")
     monkeypatch.setattr(bench_module, "bench", lambda *a, **k: pytest.fail("the benchmark ran before the --csv check"))
-    code, out, err = _in_process(["bench", edgekit_onnx[0], "--duration", "60", "--csv", tmp_path / target], capsys)
+    code, out, err = _triple(cli_inprocess("bench", edgekit_onnx[0], "--duration", "60", "--csv", tmp_path / target))
     assert code == 2 and needle in err and out == ""
 
 
@@ -576,15 +575,8 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     return {"missing": folder / "missing.onnx", **{p.stem: p for p in folder.iterdir()}}
 
 
-def _in_process(argv: list, capsys) -> tuple[int, str, str]:
-    """The CLI's own entry point (parser, dispatch, error handling) without a new interpreter: 5-8 s saved a case."""
-    capsys.readouterr()
-    try:
-        code = cli_main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return int(code), out, err
+def _triple(result) -> tuple[int, str, str]:
+    return result.returncode, result.stdout, result.stderr
 
 
 BAD_INPUT_CASES = [
@@ -613,9 +605,9 @@ def _bad_path(file, bad_files, edgekit_onnx, multi_input_onnx):
 
 
 @pytest.mark.parametrize("file, extra, code, needle", BAD_INPUT_CASES)
-def test_cli_bad_input_is_one_line(capsys, bad_files, edgekit_onnx, multi_input_onnx, file, extra, code, needle):
+def test_cli_bad_input_is_one_line(cli_inprocess, bad_files, edgekit_onnx, multi_input_onnx, file, extra, code, needle):
     path = _bad_path(file, bad_files, edgekit_onnx, multi_input_onnx)
-    got, out, err = _in_process(["bench", path, *extra], capsys)
+    got, out, err = _triple(cli_inprocess("bench", path, *extra))
     assert got == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
