@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ToleranceExceeded
-from .tolerances import Tolerance
+from .tolerances import ILL_CONDITIONED, Tolerance
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,14 @@ class OutputStats:
     #: (max over samples, of the peak):
     #: the reference's sensitivity to fp32 rounding. None when not measured (no eager reference, no BN).
     ref_noise: float | None = None
-    #: ref_noise above ILL_CONDITIONED: judged at the widened bound, but it proves little (see verify's docstring)
-    ill_conditioned: bool = False
+
+    @property
+    def ill_conditioned(self) -> bool:
+        """ref_noise above ILL_CONDITIONED: judged at the widened bound, but it proves little (verify's docstring)."""
+        return self.ref_noise is not None and self.ref_noise > ILL_CONDITIONED
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "ill_conditioned": self.ill_conditioned}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .results import OutputStats
-from .tolerances import ILL_CONDITIONED, REFERENCE_NOISE_FACTOR, Tolerance
+from .tolerances import REFERENCE_NOISE_FACTOR, Tolerance
 
 
 @dataclass
@@ -20,7 +20,6 @@ class _Bounds:
     ties: np.ndarray
     cos_floor: np.ndarray
     ref_noise: float | None = None
-    ill_conditioned: bool = False
 
 
 def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.ndarray) -> None:
@@ -36,8 +35,6 @@ def _fold_noise(bounds: _Bounds, r: np.ndarray, folded: np.ndarray, peaks: np.nd
     bounds.ties = np.maximum(bounds.ties, 2 * REFERENCE_NOISE_FACTOR * noise)
     fold_cos = np.nan_to_num(fold_cos, nan=1.0)
     bounds.cos_floor = np.minimum(bounds.cos_floor, 1 - REFERENCE_NOISE_FACTOR**2 * (1 - fold_cos))
-    # Beyond ILL_CONDITIONED the case proves little; verify decides what that means next to the other cases.
-    bounds.ill_conditioned = bounds.ref_noise > ILL_CONDITIONED
 
 
 def cosines_per_sample(r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -75,7 +72,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
 
     ``folded``: the same output computed by PyTorch's own Conv-BN fold of the reference. How far it moves from
     ``ref`` is the reference's sensitivity to rounding; where that exceeds the fixed tolerance the bounds widen to
-    ``REFERENCE_NOISE_FACTOR`` times it, and beyond ``ILL_CONDITIONED`` the output cannot be verified at all.
+    ``REFERENCE_NOISE_FACTOR`` times it; beyond ``ILL_CONDITIONED`` it proves little (``OutputStats.ill_conditioned``).
     """
     ref = np.asarray(ref, dtype=np.float64)
     cand = np.asarray(cand, dtype=np.float64)
@@ -126,7 +123,6 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         max_rel_err=float(rel.max()) if rel.size else 0.0, peak_rel_err=float(peak_rel.max()) if peak_rel.size else 0.0,
         tolerance_used=tolerance_used, cosine=float(cosines.min()) if cosines.size else 1.0, top1=top1, top5=top5,
         passed=not reasons, reasons=tuple(reasons), ref_noise=bounds.ref_noise,
-        ill_conditioned=bounds.ill_conditioned,
     )
 
 
