@@ -120,15 +120,27 @@ class Artifact:
     error: str = ""  # the artifact cannot be used at all (missing, unreadable)
 
     @functools.cached_property
-    def model(self) -> str | None:
-        """The model its metadata describes ("mobilenet_v2 alpha 0.35 res 64 seed:0"), None without metadata."""
+    def metadata(self) -> Any:
+        """The file's edgekit metadata (read once), None without it or when it cannot be read."""
         from .formats import read_metadata
 
         try:
-            meta = None if self.error else read_metadata(self.path)
+            return None if self.error else read_metadata(self.path)
         except EdgekitError:
             return None
+
+    @property
+    def model(self) -> str | None:
+        """The model its metadata describes ("mobilenet_v2 alpha 0.35 res 64 seed:0"), None without metadata."""
+        meta = self.metadata
         return None if meta is None else f"{meta.model} alpha {meta.alpha:g} res {meta.res} {meta.weights}"
+
+    @property
+    def synthetic_calibration(self) -> bool:
+        """Whether it is an INT8 file calibrated on synthetic inputs (its own quantization record says so)."""
+        calibration = ((self.metadata.quantization or {}).get("calibration")
+                       if self.precision == "int8" and self.metadata is not None else None)
+        return isinstance(calibration, dict) and calibration.get("kind") == "synthetic"
 
 
 @dataclass(frozen=True)
@@ -315,20 +327,6 @@ def _from_name(name: str, alpha: float | None, res: int | None, out_dir: str | o
     return [have[artifact_key(f, p)] for f, p in wanted if artifact_key(f, p) in have]
 
 
-def _synthetic_calibration(artifact: Artifact) -> bool:
-    """Whether the artifact is a quantized file calibrated on synthetic inputs (from its own metadata)."""
-    from .formats import read_metadata
-
-    if artifact.error or artifact.precision != "int8":
-        return False
-    try:
-        meta = read_metadata(artifact.path)
-    except EdgekitError:
-        return False
-    calibration = (meta.quantization or {}).get("calibration") if meta is not None else None
-    return isinstance(calibration, dict) and calibration.get("kind") == "synthetic"
-
-
 def _existing(folder: Path, model: str, alpha: float, res: int, weights: str | None) -> dict[str, Artifact]:
     """The folder's artifacts when it holds this model's export with these weights (else nothing: re-export)."""
     from .staging import MANIFEST, stem_for
@@ -508,7 +506,7 @@ def compare(targets: Sequence[str | os.PathLike] | str, *, alpha: float | None =
     notes: list[str] = []
     load = load_average()
     artifacts = _artifacts(targets, alpha, res, out_dir, options, notes, progress)
-    if any(_synthetic_calibration(a) for a in artifacts) and options.data is None:
+    if any(a.synthetic_calibration for a in artifacts) and options.data is None:
         notes.append("int8 was calibrated on synthetic inputs: its rows prove agreement with PyTorch, not accuracy; "
                      "pass --calib IMAGES (and --data) for that")
     threads = options.threads or default_threads()
